@@ -1,0 +1,28 @@
+"""VGG-16 (with BatchNorm) on CIFAR-10 (open_lth recipe): as ResNet-20's,
+SGD momentum 0.9, lr 0.1, batch 128, 160 epochs, x0.1 at 80/120, wd 1e-4.
+
+Needs CIFAR-10 prepared as array_record in a tfds data_dir; use an accelerator:
+  lotto --config=configs/cifar10_vgg16.py --workdir=runs/cifar10_vgg16 \\
+      --config.data.data_dir=$HOME/tensorflow_datasets
+"""
+from lotto import defaults
+
+
+def get_config():
+  config = defaults.get_base_config()
+  config.data.name = "cifar10"
+  config.data.batch_size = 128
+  config.data.validation_size = 5000
+  config.data.augment = True
+  config.model.name = "vgg16_bn"
+  config.optimizer.name = "momentum"
+  config.optimizer.learning_rate = 0.1
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 1e-4
+  config.schedule.name = "step"
+  config.schedule.drops = ("80ep", "120ep")
+  config.train.duration = "160ep"
+  config.train.eval_every = "1ep"
+  config.train.checkpoint_every = "1ep"
+  config.masks.exclude = "^output/"
+  return config

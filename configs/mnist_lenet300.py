@@ -1,0 +1,22 @@
+"""LeNet-300-100 on MNIST (Frankle & Carbin 2019 recipe): Adam 1.2e-3, batch 60,
+50K iterations, 5K validation examples for early stopping.
+
+Needs MNIST prepared as array_record in a tfds data_dir (see README):
+  lotto --config=configs/mnist_lenet300.py --workdir=runs/mnist_lenet300 \\
+      --config.data.data_dir=$HOME/tensorflow_datasets
+"""
+from lotto import defaults
+
+
+def get_config():
+  config = defaults.get_base_config()
+  config.data.name = "mnist"
+  config.data.batch_size = 60
+  config.data.validation_size = 5000
+  config.model.name = "lenet300"
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1.2e-3
+  config.train.duration = "50000it"
+  config.train.eval_every = "1000it"
+  config.train.checkpoint_every = "5000it"
+  return config

@@ -1,0 +1,59 @@
+"""The base config every `configs/*.py` file starts from.
+
+Every field a job reads exists here, so configs can be locked and a misspelled
+`--config.x.y=...` override is an error rather than a silently new field.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  """Defaults: the MNIST-1D MLP trained with Adam for 1500 iterations."""
+  config = ml_collections.ConfigDict()
+  config.mode = "train"            # train | prune | imp
+  config.seed = 0
+  config.data_parallel = "auto"    # auto (all devices if > 1) | on | off
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "mnist1d"
+  config.data.batch_size = 100
+  config.data.eval_batch_size = 1000
+  config.data.validation_size = 500  # held out from train for early stopping
+  config.data.augment = False        # CIFAR crop(4) + flip
+  config.data.data_dir = ""          # tfds data_dir ("" = tfds default)
+  config.data.download = False       # let tfds download (needs network)
+  config.data.cache_dir = ""         # MNIST-1D cache ("" = ~/.cache/lotto)
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "mlp"
+  config.model.init = "torch"        # torch (kaiming-normal fan-in) | flax
+  config.model.widths = (500, 500)   # hidden widths, used by "mlp" only
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "adam"     # sgd | momentum | nesterov | adam | adamw
+  config.optimizer.learning_rate = 2e-3
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 0.0
+  config.optimizer.skip_bias_and_norm = True  # no weight decay on ndim <= 1
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-8
+
+  config.schedule = ml_collections.ConfigDict()
+  config.schedule.name = "constant"  # constant | step | cosine
+  config.schedule.warmup = "0it"
+  config.schedule.drops = ()         # step schedule: durations, e.g. ("80ep", "120ep")
+  config.schedule.drop_factor = 0.1
+
+  config.train = ml_collections.ConfigDict()
+  config.train.duration = "1500it"   # "<n>it" or "<n>ep"
+  config.train.eval_every = "100it"  # evaluation (and block) interval
+  config.train.checkpoint_every = "500it"  # resume points
+  config.train.save_at = ()          # extra kept checkpoints, e.g. ("500it",)
+  config.train.verbose = True
+
+  config.masks = ml_collections.ConfigDict()
+  config.masks.include = ""          # regex over key paths; "" = every kernel (ndim > 1)
+  config.masks.exclude = ""          # regex of leaves never pruned, e.g. "^output/"
+  return config

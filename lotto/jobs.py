@@ -1,0 +1,28 @@
+"""The jobs `config.mode` selects, as a registry of `fn(config, workdir) -> results`."""
+from __future__ import annotations
+
+from typing import Callable
+
+import ml_collections
+
+from lotto.registry import Registry
+
+Job = Callable[[ml_collections.ConfigDict, str], dict]
+JOBS: Registry[Job] = Registry("mode")
+
+
+def _train(config, workdir):
+  from lotto.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  return train_and_evaluate(config, workdir)
+
+
+JOBS.register("train", _train)
+
+
+def run_job(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs the job named by `config.mode` on `workdir`.
+
+  Raises:
+    ConfigError: unknown mode (listing the valid ones) or any invalid field.
+  """
+  return JOBS.get(config.mode)(config, workdir)

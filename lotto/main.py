@@ -1,0 +1,65 @@
+"""The `lotto` command: `lotto --config=configs/<file>.py --workdir=DIR`.
+
+Overrides: `--config.optimizer.learning_rate=0.01` etc. (the config is locked,
+so a misspelled key is an error). `config.mode` selects the job. Bad input
+prints one line `lotto: error: ...` to stderr and exits with code 2, leaving
+existing files untouched.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lotto.errors import ConfigError
+
+FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a get_config() file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if present).")
+
+USAGE_EXIT_CODE = 2
+
+
+def _fail(message: str) -> None:
+  print(f"lotto: error: {message}", file=sys.stderr)
+  sys.exit(USAGE_EXIT_CODE)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing whose errors are one line and exit code 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    _fail(" ".join(str(error).split()))
+  except (AttributeError, KeyError, TypeError, ValueError) as error:
+    # config_flags raises these for unknown keys or wrongly typed overrides.
+    message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+    _fail(f"bad --config override: {' '.join(message.split())}")
+  return []
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    _fail(f"unexpected arguments {argv[1:]}; use --config=... --workdir=...")
+  if _CONFIG.value is None:
+    _fail("--config is required, e.g. --config=configs/mnist1d_mlp.py")
+  if not _WORKDIR.value:
+    _fail("--workdir is required")
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  # Imported here so `lotto --help` stays fast.
+  from lotto.jobs import run_job  # pylint: disable=import-outside-toplevel
+  try:
+    run_job(_CONFIG.value, _WORKDIR.value)
+  except ConfigError as error:
+    _fail(str(error))
+
+
+def run() -> None:
+  """Console-script entry point."""
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,74 @@
+"""Model registry: every model lotto can train, built from a name.
+
+`create_model(name, num_classes, init, **options)` returns a Flax Linen module
+whose `__call__(x, train)` returns logits. The output layer is always named
+`output`, so "exclude the output layer" is the regex `^output/`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+
+from lotto.errors import ConfigError
+from lotto.models.conv import ConvNet, LeNet5
+from lotto.models.layers import INIT_SCHEMES
+from lotto.models.mlp import MLP
+from lotto.models.resnet import ResNet
+from lotto.models.vgg import VGG, VGG_LAYOUTS
+from lotto.registry import Registry
+
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+
+def _mlp(num_classes: int, init: str, widths=(500, 500)) -> nn.Module:
+  return MLP(widths=tuple(widths), num_classes=num_classes, init_scheme=init)
+
+
+def _vgg(depth: int, bn: bool):
+  def build(num_classes: int, init: str) -> nn.Module:
+    return VGG(VGG_LAYOUTS[depth], num_classes, batch_norm=bn, init_scheme=init)
+  return build
+
+
+def _cifar_resnet(depth: int):
+  def build(num_classes: int, init: str) -> nn.Module:
+    return ResNet((16, 32, 64), (depth - 2) // 6, num_classes, init_scheme=init)
+  return build
+
+
+MODELS.register("mlp", _mlp)
+MODELS.register("lenet300", lambda num_classes, init: MLP((300, 100), num_classes, init))
+MODELS.register("lenet5", lambda num_classes, init: LeNet5(num_classes, init))
+MODELS.register("conv2", lambda num_classes, init: ConvNet((64, 64), num_classes, init))
+MODELS.register("conv4", lambda num_classes, init: ConvNet((64, 64, 128, 128), num_classes, init))
+MODELS.register("conv6", lambda num_classes, init: ConvNet((64, 64, 128, 128, 256, 256),
+                                                           num_classes, init))
+for _depth in (11, 16, 19):
+  MODELS.register(f"vgg{_depth}", _vgg(_depth, bn=False))
+  MODELS.register(f"vgg{_depth}_bn", _vgg(_depth, bn=True))
+for _depth in (20, 32, 56):
+  MODELS.register(f"resnet{_depth}", _cifar_resnet(_depth))
+MODELS.register("resnet18", lambda num_classes, init: ResNet((64, 128, 256, 512), 2,
+                                                             num_classes, init_scheme=init))
+
+
+def create_model(name: str, num_classes: int, init: str = "torch", **options: Any) -> nn.Module:
+  """Builds a registered model.
+
+  Args:
+    name: a registered model name (see `MODELS.names()`).
+    num_classes: size of the output layer.
+    init: "torch" (PyTorch-reference init) or "flax" (Flax defaults).
+    **options: model-specific options (only `widths` for "mlp").
+
+  Raises:
+    ConfigError: unknown name, init scheme, or option.
+  """
+  factory = MODELS.get(name)
+  if init not in INIT_SCHEMES:
+    raise ConfigError(f"unknown model init {init!r}; valid choices: {', '.join(INIT_SCHEMES)}")
+  try:
+    return factory(num_classes, init, **options)
+  except TypeError as error:
+    raise ConfigError(f"model {name!r} does not take options {sorted(options)}: {error}") from None

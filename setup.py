@@ -1,0 +1,31 @@
+"""Packaging for lotto: sparse-network research on JAX."""
+from setuptools import find_packages, setup
+
+setup(
+    name="lotto",
+    version="0.1.0",
+    description="Pruning at initialization, lottery tickets and sparse training on JAX/Flax.",
+    packages=find_packages(include=["lotto", "lotto.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax",
+        "jaxlib",
+        "flax",
+        "optax",
+        "orbax-checkpoint",
+        "tensorflow-datasets",
+        "absl-py",
+        "ml-collections",
+        "mnist1d",
+        "numpy",
+        "matplotlib",
+        # tfds imports these on its builder / image-decoding paths but does
+        # not declare them.
+        "importlib_resources",
+        "pillow",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-xdist", "chex"],
+    },
+    entry_points={"console_scripts": ["lotto=lotto.main:run"]},
+)
