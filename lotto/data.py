@@ -123,8 +123,11 @@ def _read_source(source, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
   images, labels = [], []
   for start in range(0, len(source), chunk):
     indices = list(range(start, min(start + chunk, len(source))))
-    records = (source.__getitems__(indices) if hasattr(source, "__getitems__")
-               else [source[i] for i in indices])
+    try:
+      records = source.__getitems__(indices)
+    except (AttributeError, TypeError):
+      # tfds.testing.mock_data's sources only support single-index reads.
+      records = [source[i] for i in indices]
     images.extend(np.asarray(r["image"]) for r in records)
     labels.extend(int(r["label"]) for r in records)
   return np.stack(images), np.asarray(labels, np.int32)

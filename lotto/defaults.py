@@ -51,6 +51,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.eval_every = "100it"  # evaluation (and block) interval
   config.train.checkpoint_every = "500it"  # resume points
   config.train.save_at = ()          # extra kept checkpoints, e.g. ("500it",)
+  config.train.loop = "auto"         # scan | step | auto (step for conv nets on CPU)
   config.train.verbose = True
 
   config.masks = ml_collections.ConfigDict()

@@ -25,6 +25,7 @@ from lotto.state import TrainState, create_train_state, init_variables
 from lotto.types import Masks, Prunable
 
 DATA_PARALLEL = ("auto", "on", "off")
+LOOPS = ("auto", "scan", "step")
 
 
 @dataclasses.dataclass
@@ -43,6 +44,8 @@ class Experiment:
     save_steps: steps whose checkpoints are kept (rewind points, the end).
     prunable: which params may be pruned.
     mesh: data-parallel mesh, or None for a single device.
+    loop: "auto" | "scan" | "step" (see `train.make_train_block`).
+    params_shape: ShapeDtypeStructs of the params.
     verbose: print progress.
   """
   config: ml_collections.ConfigDict
@@ -59,6 +62,8 @@ class Experiment:
   save_steps: frozenset[int]
   prunable: Prunable
   mesh: Mesh | None
+  loop: str
+  params_shape: object
   verbose: bool
 
   def duration(self, text: str, what: str) -> int:
@@ -123,6 +128,9 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   optim.create_schedule(config.schedule.name, config.optimizer.learning_rate, 1, 1,
                         config.schedule.warmup, config.schedule.drops,
                         config.schedule.drop_factor)
+  if config.train.loop not in LOOPS:
+    raise ConfigError(f"unknown train.loop {config.train.loop!r}; valid choices: "
+                      f"{', '.join(LOOPS)}")
   for field in ("duration", "eval_every", "checkpoint_every"):
     parse_duration(config.train[field], 1, f"train.{field}")
 
@@ -158,4 +166,5 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
       batch_size=batch_size, steps_per_epoch=steps_per_epoch, total_steps=total,
       eval_every=eval_every, checkpoint_every=ckpt_every,
       save_steps=frozenset(save_steps | {total}), prunable=prunable,
-      mesh=create_mesh(config.data_parallel, batch_size), verbose=bool(config.train.verbose))
+      mesh=create_mesh(config.data_parallel, batch_size), loop=config.train.loop,
+      params_shape=params_shape, verbose=bool(config.train.verbose))

@@ -114,20 +114,50 @@ def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, schedul
   return step
 
 
-def make_train_block(step_fn, mesh: Mesh | None = None):
-  """Jits `step_fn` scanned over a block of batch indices; donates the state.
+def make_train_block(step_fn, loop: str = "scan"):
+  """A block of training steps over on-device data; donates the state.
+
+  Args:
+    step_fn: from `make_train_step`.
+    loop: "scan" compiles the whole block as one `lax.scan`; "step" jits one
+      step (batch gathered on device) and calls it per step from Python. On
+      XLA:CPU, convolutions inside a scan body run ~20x slower than in a
+      standalone jitted step (measured on ResNet-20; see BUILD_NOTES.md), so
+      conv nets on CPU use "step".
 
   Returns:
     block(state, x_train, y_train, indices[num_steps, batch]) ->
     (state, metrics stacked over the block's steps).
   """
 
+  def gather_step(state, x_train, y_train, batch_index):
+    return step_fn(state, x_train[batch_index], y_train[batch_index])
+
+  if loop == "step":
+    jitted = jax.jit(gather_step, donate_argnums=0)
+
+    def stepwise(state, x_train, y_train, indices):
+      history = []
+      for row in range(indices.shape[0]):
+        state, metrics = jitted(state, x_train, y_train, indices[row])
+        history.append(metrics)
+      return state, jax.tree.map(lambda *xs: jnp.stack(xs), *history)
+
+    return stepwise
+
   def block(state, x_train, y_train, indices):
-    def body(carry, batch_index):
-      return step_fn(carry, x_train[batch_index], y_train[batch_index])
-    return jax.lax.scan(body, state, indices)
+    return jax.lax.scan(lambda carry, row: gather_step(carry, x_train, y_train, row),
+                        state, indices)
 
   return jax.jit(block, donate_argnums=0)
+
+
+def choose_loop(loop: str, params) -> str:
+  """Resolves "auto": "step" for conv nets on CPU, else "scan"."""
+  if loop != "auto":
+    return loop
+  has_conv = any(getattr(p, "ndim", 0) == 4 for p in jax.tree.leaves(params))
+  return "step" if has_conv and jax.default_backend() == "cpu" else "scan"
 
 
 def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec):
@@ -187,7 +217,8 @@ class Trainer:
     inputs = InputSpec.of(exp.dataset)
     step_fn = make_train_step(exp.model.apply, exp.tx, exp.schedule, inputs,
                               use_masks=use_masks, mesh=exp.mesh)
-    self._block = make_train_block(step_fn, exp.mesh)
+    self.loop = choose_loop(exp.loop, exp.params_shape)
+    self._block = make_train_block(step_fn, self.loop)
     self._evaluate = make_eval_fn(exp.model.apply, inputs)
     eval_batch = exp.config.data.eval_batch_size
     self.splits = {"val": EvalSet.create(exp.dataset.x_val, exp.dataset.y_val, eval_batch),
@@ -200,11 +231,18 @@ class Trainer:
     return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
   def place(self, state: TrainState) -> TrainState:
-    """Puts a state on the device(s): replicated over the mesh if any."""
-    return self._replicate(state)
+    """A private copy of `state` on the device(s), replicated over the mesh if any.
+
+    The train block donates its input; copying here means the caller's arrays
+    (a rewind point, a mask it holds) are never invalidated.
+    """
+    return self._replicate(jax.tree.map(jnp.copy, state))
 
   def run_block(self, state: TrainState, num_steps: int) -> tuple[TrainState, dict[str, float]]:
-    """Runs `num_steps` steps from `state.step` in one compiled scan."""
+    """Runs `num_steps` steps from `state.step` in one compiled scan.
+
+    `state` is donated (invalid afterwards); pass `place(state)` to keep it.
+    """
     exp = self.experiment
     indices = data_lib.batch_indices(exp.seed, len(exp.dataset.x_train), exp.batch_size,
                                      int(state.step), num_steps)
