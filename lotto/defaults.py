@@ -32,7 +32,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"     # sgd | momentum | nesterov | adam | adamw
-  config.optimizer.learning_rate = 2e-3
+  config.optimizer.learning_rate = 5e-3
   config.optimizer.momentum = 0.9
   config.optimizer.weight_decay = 0.0
   config.optimizer.skip_bias_and_norm = True  # no weight decay on ndim <= 1
