@@ -57,4 +57,18 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.masks = ml_collections.ConfigDict()
   config.masks.include = ""          # regex over key paths; "" = every kernel (ndim > 1)
   config.masks.exclude = ""          # regex of leaves never pruned, e.g. "^output/"
+
+  config.prune = ml_collections.ConfigDict()  # mode = "prune" (pruning at init)
+  config.prune.method = "synflow"    # magnitude | random | snip | grasp | grasp_abs | synflow
+  config.prune.density = 0.1         # fraction of prunable weights kept, in (0, 1]
+  config.prune.compression = 0.0     # if > 0: density = 10 ** -compression (SynFlow's c)
+  config.prune.scope = "global"      # global | layerwise
+  config.prune.distribution = "none"  # none (scores decide) | uniform | erk
+  config.prune.normalization = "none"  # none | layer_sum (global scope)
+  config.prune.iterations = 0        # 0 = default: 100 for synflow, 1 otherwise
+  config.prune.schedule = "exponential"  # exponential | linear
+  config.prune.ablation = "none"     # none | shuffle | shuffle_global | even | reinit | invert
+  config.prune.at_step = "0it"       # score at step k of a dense run ("prune early")
+  config.prune.samples_per_class = 10  # class-balanced batch for snip / grasp
+  config.prune.synflow_dtype = "float64"  # float64 | float32
   return config

@@ -16,7 +16,13 @@ def _train(config, workdir):
   return train_and_evaluate(config, workdir)
 
 
+def _prune(config, workdir):
+  from lotto.pai import run_prune  # pylint: disable=import-outside-toplevel
+  return run_prune(config, workdir)
+
+
 JOBS.register("train", _train)
+JOBS.register("prune", _prune)
 
 
 def run_job(config: ml_collections.ConfigDict, workdir: str) -> dict:

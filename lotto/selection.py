@@ -32,19 +32,15 @@ def sortable_keys(scores: jax.Array) -> jax.Array:
   float32 -> uint32, float64 -> uint64. -0.0 and +0.0 map to equal keys.
   """
   if scores.dtype == jnp.float64:
-    bits = jax.lax.bitcast_convert_type(scores, jnp.int64)
-    utype, sign, width = jnp.uint64, jnp.uint64(1 << 63), 64
+    itype, utype, sign = jnp.int64, jnp.uint64, jnp.uint64(1 << 63)
   else:
     scores = scores.astype(jnp.float32)
-    bits = jax.lax.bitcast_convert_type(scores, jnp.int32)
-    utype, sign, width = jnp.uint32, jnp.uint32(1 << 31), 32
+    itype, utype, sign = jnp.int32, jnp.uint32, jnp.uint32(1 << 31)
   scores = jnp.where(scores == 0, jnp.zeros_like(scores), scores)  # -0.0 == +0.0
-  bits = jax.lax.bitcast_convert_type(scores, bits.dtype)
+  bits = jax.lax.bitcast_convert_type(scores, itype)
   unsigned = jax.lax.bitcast_convert_type(bits, utype)
   # Negative floats: flip all bits (reverses their order); positive: set sign bit.
-  flipped = jnp.where(bits < 0, ~unsigned, unsigned | sign)
-  del width
-  return flipped
+  return jnp.where(bits < 0, ~unsigned, unsigned | sign)
 
 
 def top_k_mask(scores: jax.Array, candidates: jax.Array, k: jax.Array) -> jax.Array:
@@ -78,6 +74,37 @@ def top_k_mask(scores: jax.Array, candidates: jax.Array, k: jax.Array) -> jax.Ar
   keep_at = at & (jnp.cumsum(at) <= need)
   keep = jnp.where(k > 0, above | keep_at, jnp.zeros_like(cand))
   return keep.reshape(shape)
+
+
+def select_global(scores: Scores, masks: Masks, prunable: Prunable, k) -> Masks:
+  """Keeps the k highest-scoring surviving weights across all prunable leaves.
+
+  Jittable (k may be traced). Non-prunable leaves are returned unchanged.
+  """
+  mask_leaves, treedef = jax.tree.flatten(masks)
+  score_leaves = jax.tree.leaves(scores)
+  chosen = [i for i, f in enumerate(jax.tree.leaves(prunable)) if f]
+  dtype = jnp.result_type(*[score_leaves[i].dtype for i in chosen])
+  all_scores = jnp.concatenate([score_leaves[i].astype(dtype).ravel() for i in chosen])
+  all_masks = jnp.concatenate([mask_leaves[i].ravel() for i in chosen])
+  kept = top_k_mask(all_scores, all_masks, k)
+  out, offset = list(mask_leaves), 0
+  for i in chosen:
+    size = mask_leaves[i].size
+    out[i] = kept[offset:offset + size].reshape(mask_leaves[i].shape)
+    offset += size
+  return jax.tree.unflatten(treedef, out)
+
+
+def select_layerwise(scores: Scores, masks: Masks, prunable: Prunable, ks) -> Masks:
+  """Keeps ks[j] highest-scoring survivors in the j-th prunable leaf (jittable)."""
+  mask_leaves, treedef = jax.tree.flatten(masks)
+  score_leaves = jax.tree.leaves(scores)
+  chosen = [i for i, f in enumerate(jax.tree.leaves(prunable)) if f]
+  out = list(mask_leaves)
+  for j, i in enumerate(chosen):
+    out[i] = top_k_mask(score_leaves[i], mask_leaves[i], ks[j])
+  return jax.tree.unflatten(treedef, out)
 
 
 def _keep_count(density: float, total: int, alive: int, open_lth_compat: bool) -> int:
@@ -120,40 +147,28 @@ def prune_to_density(scores: Scores, masks: Masks, prunable: Prunable,
     raise ConfigError(f"unknown normalization {normalization!r}; valid choices: "
                       f"{', '.join(NORMALIZATIONS)}")
   names = leaf_names(masks)
-  mask_leaves, treedef = jax.tree.flatten(masks)
-  score_leaves = jax.tree.leaves(scores)
-  flags = jax.tree.leaves(prunable)
-  chosen = [i for i, f in enumerate(flags) if f]
-  out = list(mask_leaves)
+  mask_leaves = jax.tree.leaves(masks)
+  chosen = [i for i, f in enumerate(jax.tree.leaves(prunable)) if f]
 
   if isinstance(density, Mapping) or scope == "layerwise":
+    ks = []
     for i in chosen:
-      d = density[names[i]] if isinstance(density, Mapping) else density
       if isinstance(density, Mapping) and names[i] not in density:
         raise ConfigError(f"no density given for layer {names[i]!r}")
+      d = density[names[i]] if isinstance(density, Mapping) else density
       d = check_density(d, f"density of {names[i]}")
       m = mask_leaves[i]
-      k = _keep_count(d, m.size, int(m.sum()), open_lth_compat)
-      out[i] = top_k_mask(score_leaves[i], m, k)
-    return jax.tree.unflatten(treedef, out)
+      ks.append(_keep_count(d, m.size, int(m.sum()), open_lth_compat))
+    return select_layerwise(scores, masks, prunable, ks)
 
   d = check_density(density)
-  flat_scores, flat_masks = [], []
-  for i in chosen:
-    s, m = score_leaves[i], mask_leaves[i]
-    if normalization == "layer_sum":
+  if normalization == "layer_sum":
+    def normalize(s, m, f):
+      if not f:
+        return s
       total = jnp.sum(jnp.where(m, s, 0))
-      s = s / jnp.where(total == 0, 1, total)
-    flat_scores.append(s.ravel())
-    flat_masks.append(m.ravel())
-  dtype = jnp.result_type(*[s.dtype for s in flat_scores])
-  all_scores = jnp.concatenate([s.astype(dtype) for s in flat_scores])
-  all_masks = jnp.concatenate(flat_masks)
-  k = _keep_count(d, all_masks.size, int(all_masks.sum()), open_lth_compat)
-  kept = top_k_mask(all_scores, all_masks, k)
-  offset = 0
-  for i in chosen:
-    size = mask_leaves[i].size
-    out[i] = kept[offset:offset + size].reshape(mask_leaves[i].shape)
-    offset += size
-  return jax.tree.unflatten(treedef, out)
+      return s / jnp.where(total == 0, 1, total)
+    scores = jax.tree.map(normalize, scores, masks, prunable)
+  total = sum(mask_leaves[i].size for i in chosen)
+  alive = sum(int(mask_leaves[i].sum()) for i in chosen)
+  return select_global(scores, masks, prunable, _keep_count(d, total, alive, open_lth_compat))
