@@ -11,7 +11,7 @@ import ml_collections
 def get_base_config() -> ml_collections.ConfigDict:
   """Defaults: the MNIST-1D MLP trained with Adam for 1500 iterations."""
   config = ml_collections.ConfigDict()
-  config.mode = "train"            # train | prune | imp
+  config.mode = "train"            # train | prune | prune_sweep
   config.seed = 0
   config.data_parallel = "auto"    # auto (all devices if > 1) | on | off
 
@@ -71,4 +71,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.prune.at_step = "0it"       # score at step k of a dense run ("prune early")
   config.prune.samples_per_class = 10  # class-balanced batch for snip / grasp
   config.prune.synflow_dtype = "float64"  # float64 | float32
+
+  config.sweep = ml_collections.ConfigDict()  # mode = "prune_sweep": the product of these
+  config.sweep.methods = ("magnitude", "random", "snip", "grasp", "synflow")
+  config.sweep.densities = (0.5, 0.1, 0.03, 0.01)
+  config.sweep.ablations = ("none",)
+  config.sweep.seeds = (0,)
   return config

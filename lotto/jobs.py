@@ -21,7 +21,13 @@ def _prune(config, workdir):
   return run_prune(config, workdir)
 
 
+def _prune_sweep(config, workdir):
+  from lotto.sweeps import run_prune_sweep  # pylint: disable=import-outside-toplevel
+  return run_prune_sweep(config, workdir)
+
+
 JOBS.register("train", _train)
+JOBS.register("prune_sweep", _prune_sweep)
 JOBS.register("prune", _prune)
 
 

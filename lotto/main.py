@@ -1,5 +1,8 @@
 """The `lotto` command: `lotto --config=configs/<file>.py --workdir=DIR`.
 
+`lotto report --workdir=DIR` prints the accuracy-vs-density table of the
+pruning runs under DIR and (re)writes its plots.
+
 Overrides: `--config.optimizer.learning_rate=0.01` etc. (the config is locked,
 so a misspelled key is an error). `config.mode` selects the job. Bad input
 prints one line `lotto: error: ...` to stderr and exits with code 2, leaving
@@ -41,13 +44,22 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  if argv[1:] == ["report"]:
+    if not _WORKDIR.value:
+      _fail("--workdir is required")
+    from lotto.reports import write_report  # pylint: disable=import-outside-toplevel
+    try:
+      print(write_report(_WORKDIR.value))
+    except ConfigError as error:
+      _fail(str(error))
+    return
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; use --config=... --workdir=...")
   if _CONFIG.value is None:
     _fail("--config is required, e.g. --config=configs/mnist1d_mlp.py")
   if not _WORKDIR.value:
     _fail("--workdir is required")
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   # Imported here so `lotto --help` stays fast.
   from lotto.jobs import run_job  # pylint: disable=import-outside-toplevel
   try:

@@ -1,0 +1,114 @@
+"""Layer collapse: the critical compression of each pruning method.
+
+The critical compression of a method is the smallest compression c (density
+10**-c) at which pruning empties some layer. It needs only the architecture and
+its init (no training), so it runs on CPU. Critical compression is found on a
+grid of c in steps of `--step` up to the maximal compression log10(N / L)
+(one weight per layer); "none" means no layer collapsed anywhere on the grid.
+
+SNIP and GraSP use a *synthetic* class-balanced batch (Gaussian inputs,
+10 per class), as the data of VGG-16's CIFAR-100 is not on these machines.
+
+  python experiments/layer_collapse/run.py --models lenet300,vgg16_bn [--seeds 0,1,2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lotto import masks as masks_lib
+from lotto import pruning
+from lotto.models import create_model
+from lotto.scores import ScoringContext
+from lotto.state import init_variables
+
+MODELS = {"lenet300": ((28, 28, 1), 10), "vgg16_bn": ((32, 32, 3), 100)}
+PUBLISHED_VGG16 = {"magnitude": 2.75, "random": 3.33, "snip": 3.58, "grasp": 3.58,
+                   "synflow": 5.92}
+METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
+
+
+def critical_compression(method, model, shape, classes, seed, step):
+  params, stats = init_variables(model, jax.random.PRNGKey(seed), shape)
+  prunable = masks_lib.select_prunable(params)
+  alive, total = masks_lib.count(masks_lib.ones_like(params), prunable)
+  layers = sum(jax.tree.leaves(prunable))
+  c_max = math.log10(total / layers)
+  ctx = ScoringContext(model.apply, shape)
+  key = jax.random.PRNGKey(seed + 1000)
+  x = jax.random.normal(key, (10 * classes, *shape))
+  y = jnp.repeat(jnp.arange(classes), 10)
+  grid = list(np.arange(step, c_max, step)) + [c_max]
+  for c in grid:
+    masks = pruning.prune(method, ctx, params, masks_lib.ones_like(params), prunable, 10.0 ** -c,
+                          key, batch_stats=stats, batch=(x, y))
+    if any(r["collapsed"] for r in masks_lib.layer_report(masks, prunable)):
+      return float(c), c_max
+  return None, c_max
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--models", default="lenet300,vgg16_bn")
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--seeds", default="0")
+  parser.add_argument("--step", type=float, default=0.25)
+  parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
+  args = parser.parse_args()
+  results = {}
+  for name in args.models.split(","):
+    shape, classes = MODELS[name]
+    model = create_model(name, classes)
+    for method in args.methods.split(","):
+      values = []
+      for seed in (int(s) for s in args.seeds.split(",")):
+        start = time.perf_counter()
+        c, c_max = critical_compression(method, model, shape, classes, seed, args.step)
+        values.append(c)
+        print(f"{name} {method} seed {seed}: critical compression "
+              f"{'none' if c is None else f'{c:.2f}'} (max {c_max:.2f}; "
+              f"{time.perf_counter() - start:.0f} s)", flush=True)
+      results[f"{name}/{method}"] = {"critical": values, "max": c_max}
+  with open(args.out, "w") as handle:
+    json.dump(results, handle, indent=2)
+  print(f"\n{'model/method':<22} {'critical c (per seed)':<24} {'max c':>6} {'published':>9}")
+  for key, value in results.items():
+    crit = ", ".join("none" if c is None else f"{c:.2f}" for c in value["critical"])
+    published = PUBLISHED_VGG16.get(key.split("/")[1]) if key.startswith("vgg16") else None
+    print(f"{key:<22} {crit:<24} {value['max']:>6.2f} {published or '':>9}")
+  _plot(results, os.path.splitext(args.out)[0] + ".png")
+
+
+def _plot(results, path):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  models = sorted({k.split("/")[0] for k in results})
+  fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.5), squeeze=False)
+  for ax, model in zip(axes[0], models):
+    names, values, maxima = [], [], []
+    for key, value in results.items():
+      if key.startswith(model + "/"):
+        names.append(key.split("/")[1])
+        crit = [value["max"] if c is None else c for c in value["critical"]]
+        values.append(float(np.mean(crit)))
+        maxima.append(value["max"])
+    ax.bar(names, values, color="tab:blue")
+    ax.axhline(maxima[0], color="k", linestyle="--", label="max (one weight/layer)")
+    ax.set_title(f"{model}: critical compression")
+    ax.set_ylabel("log10(1 / density)")
+    ax.legend(loc="upper left", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+  main()

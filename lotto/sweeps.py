@@ -1,0 +1,71 @@
+"""Sweeps of pruning-at-init runs: methods x densities x ablations x seeds.
+
+`config.mode = "prune_sweep"` runs every cell of the product in
+`workdir/cells/<method>_d<density>_<ablation>_s<seed>/` as a `prune` job.
+A cell whose results.json exists is skipped, so a killed sweep re-run with the
+same command continues where it stopped (a half-done cell resumes from its
+checkpoint). The sweep's results.json lists every cell; the report table and
+plots are written at the end.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+
+import ml_collections
+
+from lotto import masks as masks_lib
+from lotto import pruning, reports, runs
+from lotto.errors import ConfigError
+from lotto.pai import run_prune
+from lotto.scores import SCORES
+
+
+def cell_name(method: str, density: float, ablation: str, seed: int) -> str:
+  return f"{method}_d{density:g}_{ablation}_s{seed}"
+
+
+def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """(name, prune config) of every cell; validates the sweep lists first."""
+  sweep = config.sweep
+  for method in sweep.methods:
+    SCORES.get(method)
+  for density in sweep.densities:
+    masks_lib.check_density(density, "sweep.densities entry")
+  for ablation in sweep.ablations:
+    if ablation not in pruning.ABLATIONS:
+      raise ConfigError(f"unknown ablation {ablation!r} in sweep.ablations; valid choices: "
+                        f"{', '.join(pruning.ABLATIONS)}")
+  if not sweep.seeds or not all(isinstance(s, int) for s in sweep.seeds):
+    raise ConfigError(f"sweep.seeds must be a non-empty list of integers; got {sweep.seeds!r}")
+  cells = []
+  for method, density, ablation, seed in itertools.product(
+      sweep.methods, sweep.densities, sweep.ablations, sweep.seeds):
+    cell = ml_collections.ConfigDict(config.to_dict())
+    cell.mode, cell.seed = "prune", seed
+    cell.prune.method, cell.prune.density, cell.prune.compression = method, density, 0.0
+    cell.prune.ablation = ablation
+    cells.append((cell_name(method, density, ablation, seed), cell))
+  return cells
+
+
+def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) every cell, then writes results.json and the report."""
+  cells = cell_configs(config)
+  runs.prepare_workdir(config, workdir)
+  results = []
+  for index, (name, cell) in enumerate(cells):
+    cell_dir = os.path.join(workdir, "cells", name)
+    path = os.path.join(cell_dir, runs.RESULTS_FILE)
+    if os.path.exists(path):
+      result = runs.read_json(path)
+    else:
+      if config.train.verbose:
+        print(f"[{index + 1}/{len(cells)}] {name}", flush=True)
+      result = run_prune(cell, cell_dir)
+    results.append({"cell": name, "seed": cell.seed, **{k: v for k, v in result.items()
+                                                        if k != "history"}})
+  summary = {"mode": "prune_sweep", "config_hash": runs.config_hash(config), "cells": results}
+  runs.write_results(workdir, summary)
+  print(reports.write_report(workdir), flush=True)
+  return summary

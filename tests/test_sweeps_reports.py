@@ -1,0 +1,39 @@
+"""Sweeps (resumable cells) and `lotto report` (table and plots)."""
+import json
+import os
+
+from lotto import runs
+from lotto.sweeps import run_prune_sweep
+from tests.test_cli import run_cli
+
+
+def test_sweep_runs_cells_skips_finished_and_reports(tiny_config, tmp_path, capsys):
+  tiny_config.mode = "prune_sweep"
+  tiny_config.sweep.methods = ("magnitude", "random")
+  tiny_config.sweep.densities = (0.5, 0.1)
+  tiny_config.sweep.ablations = ("none", "shuffle")
+  tiny_config.sweep.seeds = (0,)
+  summary = run_prune_sweep(tiny_config, str(tmp_path))
+  assert len(summary["cells"]) == 8
+  cell = tmp_path / "cells" / "magnitude_d0.1_none_s0" / runs.RESULTS_FILE
+  stamp = os.path.getmtime(cell)
+  again = run_prune_sweep(tiny_config, str(tmp_path))  # every cell is skipped
+  assert os.path.getmtime(cell) == stamp
+  assert [c["final_test_accuracy"] for c in again["cells"]] == \
+      [c["final_test_accuracy"] for c in summary["cells"]]
+  table = (tmp_path / "report.txt").read_text()
+  assert "random (shuffle)" in table and "magnitude" in table and "(1)" in table
+  for png in ("accuracy_vs_density.png", "layer_densities.png"):
+    assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+  # the CLI report regenerates the same table
+  os.remove(tmp_path / "report.txt")
+  result = run_cli("report", f"--workdir={tmp_path}")
+  assert result.returncode == 0, result.stderr[-1500:]
+  assert (tmp_path / "report.txt").read_text() == table
+  saved = json.loads((tmp_path / runs.RESULTS_FILE).read_text())
+  assert saved["mode"] == "prune_sweep" and len(saved["cells"]) == 8
+
+
+def test_report_on_empty_workdir_is_a_clear_error(tmp_path):
+  result = run_cli("report", f"--workdir={tmp_path}")
+  assert result.returncode == 2 and "no prune results" in result.stderr
