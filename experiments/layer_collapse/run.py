@@ -2,9 +2,10 @@
 
 The critical compression of a method is the smallest compression c (density
 10**-c) at which pruning empties some layer. It needs only the architecture and
-its init (no training), so it runs on CPU. Critical compression is found on a
-grid of c in steps of `--step` up to the maximal compression log10(N / L)
-(one weight per layer); "none" means no layer collapsed anywhere on the grid.
+its init (no training), so it runs on CPU. The critical compression is found
+by bisection on c in [0, log10(N / L)] (the maximal compression: one weight
+per layer) to within `--tol`, assuming collapse is monotone in c; "none" means
+no layer collapsed even at the maximal compression.
 
 SNIP and GraSP use a *synthetic* class-balanced batch (Gaussian inputs,
 10 per class), as the data of VGG-16's CIFAR-100 is not on these machines.
@@ -35,23 +36,29 @@ PUBLISHED_VGG16 = {"magnitude": 2.75, "random": 3.33, "snip": 3.58, "grasp": 3.5
 METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
 
 
-def critical_compression(method, model, shape, classes, seed, step):
+def critical_compression(method, model, shape, classes, seed, tol):
   params, stats = init_variables(model, jax.random.PRNGKey(seed), shape)
   prunable = masks_lib.select_prunable(params)
-  alive, total = masks_lib.count(masks_lib.ones_like(params), prunable)
+  _, total = masks_lib.count(masks_lib.ones_like(params), prunable)
   layers = sum(jax.tree.leaves(prunable))
   c_max = math.log10(total / layers)
   ctx = ScoringContext(model.apply, shape)
   key = jax.random.PRNGKey(seed + 1000)
   x = jax.random.normal(key, (10 * classes, *shape))
   y = jnp.repeat(jnp.arange(classes), 10)
-  grid = list(np.arange(step, c_max, step)) + [c_max]
-  for c in grid:
+
+  def collapses(c):
     masks = pruning.prune(method, ctx, params, masks_lib.ones_like(params), prunable, 10.0 ** -c,
                           key, batch_stats=stats, batch=(x, y))
-    if any(r["collapsed"] for r in masks_lib.layer_report(masks, prunable)):
-      return float(c), c_max
-  return None, c_max
+    return any(r["collapsed"] for r in masks_lib.layer_report(masks, prunable))
+
+  if not collapses(c_max):
+    return None, c_max
+  low, high = 0.0, c_max  # no collapse at low (dense), collapse at high
+  while high - low > tol:
+    mid = (low + high) / 2
+    low, high = (low, mid) if collapses(mid) else (mid, high)
+  return float(high), c_max
 
 
 def main() -> None:
@@ -59,7 +66,7 @@ def main() -> None:
   parser.add_argument("--models", default="lenet300,vgg16_bn")
   parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--seeds", default="0")
-  parser.add_argument("--step", type=float, default=0.25)
+  parser.add_argument("--tol", type=float, default=0.05)
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
   args = parser.parse_args()
   results = {}
@@ -70,7 +77,7 @@ def main() -> None:
       values = []
       for seed in (int(s) for s in args.seeds.split(",")):
         start = time.perf_counter()
-        c, c_max = critical_compression(method, model, shape, classes, seed, args.step)
+        c, c_max = critical_compression(method, model, shape, classes, seed, args.tol)
         values.append(c)
         print(f"{name} {method} seed {seed}: critical compression "
               f"{'none' if c is None else f'{c:.2f}'} (max {c_max:.2f}; "
