@@ -116,9 +116,9 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   _positive_int(config.data.eval_batch_size, "data.eval_batch_size")
   if not isinstance(config.seed, int):
     raise ConfigError(f"seed must be an integer; got {config.seed!r}")
-  model = create_model(config.model.name, 1, config.model.init,
-                       **({"widths": tuple(config.model.widths)}
-                          if config.model.name == "mlp" else {}))
+  model_options = {"widths": tuple(config.model.widths)} if config.model.name == "mlp" else {}
+  # Validate the model name and init before loading any data.
+  create_model(config.model.name, 1, config.model.init, **model_options)
   tx = optim.create_optimizer(
       config.optimizer.name, weight_decay=config.optimizer.weight_decay,
       momentum=config.optimizer.momentum, b1=config.optimizer.b1, b2=config.optimizer.b2,
@@ -139,8 +139,7 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
       data_dir=config.data.data_dir or None, download=config.data.download,
       augment=config.data.augment, cache_dir=config.data.cache_dir or None)
   model = create_model(config.model.name, dataset.num_classes, config.model.init,
-                       **({"widths": tuple(config.model.widths)}
-                          if config.model.name == "mlp" else {}))
+                       **model_options)
   steps_per_epoch = len(dataset.x_train) // batch_size
   if steps_per_epoch == 0:
     raise ConfigError(f"data.batch_size={batch_size} exceeds the {len(dataset.x_train)} "

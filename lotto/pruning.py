@@ -116,29 +116,24 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
     ConfigError: unknown method/scope/schedule or bad density.
   """
   fn = SCORES.get(method)
-  if scope not in selection.SCOPES:
-    raise ConfigError(f"unknown scope {scope!r}; valid choices: {', '.join(selection.SCOPES)}")
+  selection.check_options(scope, normalization)
   rounds = default_iterations(method) if iterations in (None, 0) else iterations
   batch_stats = batch_stats or {}
-  per_layer = isinstance(density, Mapping)
   names = masks_lib.leaf_names(masks)
   mask_leaves = jax.tree.leaves(masks)
-  flags = jax.tree.leaves(prunable)
-  chosen = [i for i, f in enumerate(flags) if f]
-  if per_layer or scope == "layerwise":
-    per = [density[names[i]] if per_layer else density for i in chosen] if per_layer else None
-    layer_targets = per or [density] * len(chosen)
-    for i, d in zip(chosen, layer_targets):
-      masks_lib.check_density(d, f"density of {names[i]}")
-    steps = [density_schedule(d, rounds, schedule) for d in layer_targets]
-    ks = np.array([_round_counts(s, mask_leaves[i].size) for s, i in zip(steps, chosen)]).T
+  chosen = [i for i, f in enumerate(jax.tree.leaves(prunable)) if f]
+  layerwise = isinstance(density, Mapping) or scope == "layerwise"
+  if layerwise:
+    # ks[r, j]: survivors of the j-th prunable layer after round r.
+    missing = [names[i] for i in chosen if isinstance(density, Mapping) and names[i] not in density]
+    if missing:
+      raise ConfigError(f"no density given for layers {missing}")
+    targets = [density[names[i]] if isinstance(density, Mapping) else density for i in chosen]
+    ks = np.array([_round_counts(density_schedule(d, rounds, schedule), mask_leaves[i].size)
+                   for d, i in zip(targets, chosen)]).T
   else:
     total = sum(mask_leaves[i].size for i in chosen)
     ks = np.array(_round_counts(density_schedule(density, rounds, schedule), total))
-  layerwise = ks.ndim == 2
-  if not layerwise and normalization not in selection.NORMALIZATIONS:
-    raise ConfigError(f"unknown normalization {normalization!r}; valid choices: "
-                      f"{', '.join(selection.NORMALIZATIONS)}")
 
   def one_round(r, m, p, k):
     s = fn(ctx, p, m, batch_stats, batch, jax.random.fold_in(key, r))
@@ -147,8 +142,7 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
     if layerwise:
       return selection.select_layerwise(s, m, prunable, [k[j] for j in range(len(chosen))])
     if normalization == "layer_sum":
-      s = jax.tree.map(lambda a, b, f: a / jnp.maximum(jnp.sum(jnp.where(b, a, 0)), 1e-300)
-                       if f else a, s, m, prunable)
+      s = selection.normalize_layers(s, m, prunable)
     return selection.select_global(s, m, prunable, k)
 
   @jax.jit

@@ -76,6 +76,25 @@ def top_k_mask(scores: jax.Array, candidates: jax.Array, k: jax.Array) -> jax.Ar
   return keep.reshape(shape)
 
 
+def check_options(scope: str, normalization: str = "none") -> None:
+  """Raises ConfigError for an unknown scope or normalization."""
+  if scope not in SCOPES:
+    raise ConfigError(f"unknown scope {scope!r}; valid choices: {', '.join(SCOPES)}")
+  if normalization not in NORMALIZATIONS:
+    raise ConfigError(f"unknown normalization {normalization!r}; valid choices: "
+                      f"{', '.join(NORMALIZATIONS)}")
+
+
+def normalize_layers(scores: Scores, masks: Masks, prunable: Prunable) -> Scores:
+  """Divides each prunable layer's scores by their sum over survivors (jittable)."""
+  def normalize(s, m, f):
+    if not f:
+      return s
+    total = jnp.sum(jnp.where(m, s, 0))
+    return s / jnp.where(total == 0, 1, total)
+  return jax.tree.map(normalize, scores, masks, prunable)
+
+
 def select_global(scores: Scores, masks: Masks, prunable: Prunable, k) -> Masks:
   """Keeps the k highest-scoring surviving weights across all prunable leaves.
 
@@ -141,11 +160,7 @@ def prune_to_density(scores: Scores, masks: Masks, prunable: Prunable,
   Raises:
     ConfigError: bad scope, normalization or density.
   """
-  if scope not in SCOPES:
-    raise ConfigError(f"unknown scope {scope!r}; valid choices: {', '.join(SCOPES)}")
-  if normalization not in NORMALIZATIONS:
-    raise ConfigError(f"unknown normalization {normalization!r}; valid choices: "
-                      f"{', '.join(NORMALIZATIONS)}")
+  check_options(scope, normalization)
   names = leaf_names(masks)
   mask_leaves = jax.tree.leaves(masks)
   chosen = [i for i, f in enumerate(jax.tree.leaves(prunable)) if f]
@@ -163,12 +178,7 @@ def prune_to_density(scores: Scores, masks: Masks, prunable: Prunable,
 
   d = check_density(density)
   if normalization == "layer_sum":
-    def normalize(s, m, f):
-      if not f:
-        return s
-      total = jnp.sum(jnp.where(m, s, 0))
-      return s / jnp.where(total == 0, 1, total)
-    scores = jax.tree.map(normalize, scores, masks, prunable)
+    scores = normalize_layers(scores, masks, prunable)
   total = sum(mask_leaves[i].size for i in chosen)
   alive = sum(int(mask_leaves[i].sum()) for i in chosen)
   return select_global(scores, masks, prunable, _keep_count(d, total, alive, open_lth_compat))
