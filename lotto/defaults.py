@@ -11,7 +11,7 @@ import ml_collections
 def get_base_config() -> ml_collections.ConfigDict:
   """Defaults: the MNIST-1D MLP trained with Adam for 1500 iterations."""
   config = ml_collections.ConfigDict()
-  config.mode = "train"            # train | prune | prune_sweep
+  config.mode = "train"            # train | prune | prune_sweep | imp | stability
   config.seed = 0
   config.data_parallel = "auto"    # auto (all devices if > 1) | on | off
 
@@ -71,6 +71,23 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.prune.at_step = "0it"       # score at step k of a dense run ("prune early")
   config.prune.samples_per_class = 10  # class-balanced batch for snip / grasp
   config.prune.synflow_dtype = "float64"  # float64 | float32
+
+  config.imp = ml_collections.ConfigDict()  # mode = "imp" (lottery tickets)
+  config.imp.levels = 5              # pruning levels after the dense level 0
+  config.imp.fraction = 0.2          # fraction of surviving weights pruned per level
+  config.imp.scope = "global"        # global | layerwise
+  config.imp.layer_fractions = ()    # layerwise only: ((regex, fraction), ...), first match wins
+  config.imp.exclude = ""            # regex of layers IMP never prunes, e.g. "^output/"
+  config.imp.rewind = "0it"          # rewind point k: "0it" = original lottery ticket
+  config.imp.branches = ()           # reinit | shuffle | random | invert | start | magnitude_after_training
+  config.imp.branch_levels = ()      # levels the branches run on; () = every level >= 1
+  config.imp.start_point = "init"    # "start" branch: init (theta_0) | rewind (theta_k) | final (theta_T)
+  config.imp.mat_from = "final"      # magnitude_after_training: final (fine-tune) | rewind (retrain)
+
+  config.stability = ml_collections.ConfigDict()  # mode = "stability" (rewinding study)
+  config.stability.rewind_steps = ("0it", "50it", "100it", "250it", "500it", "1000it")
+  config.stability.points = 11       # evaluation points on the line between the two copies
+  config.stability.levels = 0        # > 0: also IMP to this level per k (sparse instability)
 
   config.sweep = ml_collections.ConfigDict()  # mode = "prune_sweep": the product of these
   config.sweep.methods = ("magnitude", "random", "snip", "grasp", "synflow")

@@ -26,7 +26,19 @@ def _prune_sweep(config, workdir):
   return run_prune_sweep(config, workdir)
 
 
+def _imp(config, workdir):
+  from lotto.imp import run_imp  # pylint: disable=import-outside-toplevel
+  return run_imp(config, workdir)
+
+
+def _stability(config, workdir):
+  from lotto.stability import run_stability  # pylint: disable=import-outside-toplevel
+  return run_stability(config, workdir)
+
+
 JOBS.register("train", _train)
+JOBS.register("imp", _imp)
+JOBS.register("stability", _stability)
 JOBS.register("prune_sweep", _prune_sweep)
 JOBS.register("prune", _prune)
 

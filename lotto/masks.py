@@ -11,6 +11,7 @@ Everything here is a pure function over pytrees; nothing reads a config.
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Mapping
 
@@ -177,3 +178,21 @@ def random_masks(key: jax.Array, params: Params, prunable: Prunable,
     flat = jnp.zeros(size, bool).at[order[:keep]].set(True)
     out.append(flat.reshape(leaf.shape))
   return jax.tree.unflatten(treedef, out)
+
+
+MASK_FILE = "masks.npz"
+
+
+def save(path: str, masks: Masks) -> None:
+  """Writes masks as an .npz keyed by leaf name (atomically)."""
+  arrays = {n: np.asarray(m) for n, m in zip(leaf_names(masks), jax.tree.leaves(masks))}
+  tmp = f"{path}.tmp{os.getpid()}.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def load(path: str, like: Masks) -> Masks:
+  """Reads masks saved by `save` into the treedef of `like`."""
+  with np.load(path) as stored:
+    leaves = [jnp.asarray(stored[n]) for n in leaf_names(like)]
+  return jax.tree.unflatten(jax.tree.structure(like), leaves)

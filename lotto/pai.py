@@ -16,7 +16,6 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from lotto import data as data_lib
 from lotto import masks as masks_lib
@@ -29,7 +28,7 @@ from lotto.state import create_train_state, rewind
 from lotto.train import InputSpec, Trainer, train_run
 from lotto.types import Masks
 
-MASK_FILE = "masks.npz"
+MASK_FILE = masks_lib.MASK_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,21 +120,6 @@ def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats)
   return masks
 
 
-def save_masks(path: str, masks: Masks) -> None:
-  """Writes masks as an .npz keyed by leaf name (atomically)."""
-  arrays = {n: np.asarray(m) for n, m in zip(masks_lib.leaf_names(masks), jax.tree.leaves(masks))}
-  tmp = f"{path}.tmp{os.getpid()}.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
-
-
-def load_masks(path: str, like: Masks) -> Masks:
-  """Reads masks saved by `save_masks` into the treedef of `like`."""
-  with np.load(path) as stored:
-    leaves = [jnp.asarray(stored[n]) for n in masks_lib.leaf_names(like)]
-  return jax.tree.unflatten(jax.tree.structure(like), leaves)
-
-
 def run_prune(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Prunes at initialization (or at step k), trains the mask, writes results.json."""
   exp = create_experiment(config)
@@ -148,10 +132,10 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str) -> dict:
                            end_step=settings.at_step, label="dense")
   mask_path = os.path.join(workdir, MASK_FILE)
   if os.path.exists(mask_path):
-    masks = load_masks(mask_path, state_k.masks)
+    masks = masks_lib.load(mask_path, state_k.masks)
   else:
     masks = compute_masks(exp, settings, state_k.params, state_k.batch_stats)
-    save_masks(mask_path, masks)
+    masks_lib.save(mask_path, masks)
   report = masks_lib.layer_report(masks, exp.prunable)
   text = masks_lib.format_layer_report(report)
   with open(os.path.join(workdir, "layer_report.txt"), "w") as handle:

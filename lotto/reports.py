@@ -1,9 +1,15 @@
 """Tables and plots from finished runs: `lotto report --workdir=DIR`.
 
-Reads every pruning result under a workdir (a sweep's cells or single prune
-runs), prints the accuracy-vs-density table (mean +- std over seeds) and
-writes PNG plots beside it: accuracy vs density per method (log axis) and
-per-layer density per method at one density (where layer collapse shows).
+Pruning at initialization: reads every prune result under a workdir (a
+sweep's cells or single prune runs), prints the accuracy-vs-density table
+(mean +- std over seeds) and writes accuracy vs density per method (log axis)
+and per-layer density per method at one density (where layer collapse shows).
+
+IMP: reads every IMP run under a workdir (one run, or several, e.g. seeds),
+prints the level table (mean +- std over runs) and writes accuracy vs density
+for the ticket and each branch, and the early-stopping iteration vs density.
+
+Stability: the instability and ticket accuracy against the rewind step.
 """
 from __future__ import annotations
 
@@ -111,14 +117,32 @@ def plot_layer_densities(results: list[dict], density: float, path: str) -> None
 
 
 def write_report(workdir: str) -> str:
-  """Builds the table and plots for `workdir`; returns the text printed.
+  """Builds the tables and plots for every kind of result under `workdir`.
+
+  Returns:
+    The text to print (tables and the paths of the plots).
 
   Raises:
-    ConfigError: no pruning results under `workdir`.
+    ConfigError: no results under `workdir`.
   """
+  if not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir {workdir} does not exist")
+  parts = []
+  if load_results(workdir, "stability"):
+    parts.append(write_stability_report(workdir))
+  elif load_results(workdir, "imp"):
+    parts.append(write_imp_report(workdir))
+  if load_prune_results(workdir):
+    parts.append(write_prune_report(workdir))
+  if not parts:
+    raise ConfigError(f"no results (results.json of a prune, prune_sweep, imp or stability "
+                      f"run) under {workdir}")
+  return "\n\n".join(parts)
+
+
+def write_prune_report(workdir: str) -> str:
+  """The pruning-at-initialization table and plots for `workdir`."""
   results = load_prune_results(workdir)
-  if not results:
-    raise ConfigError(f"no prune results (results.json with mode 'prune') under {workdir}")
   table = accuracy_table(results)
   with open(os.path.join(workdir, "report.txt"), "w") as handle:
     handle.write(table + "\n")
@@ -128,3 +152,201 @@ def write_report(workdir: str) -> str:
   layers_png = os.path.join(workdir, "layer_densities.png")
   plot_layer_densities(results, lowest, layers_png)
   return f"{table}\nplots: {accuracy_png}, {layers_png}"
+
+
+# ----------------------------------------------------------------------------
+# IMP
+
+def load_results(workdir: str, mode: str) -> list[dict]:
+  """Every results.json of `mode` under `workdir` (the root included), sorted by path."""
+  found = []
+  for root, dirs, files in sorted(os.walk(workdir)):
+    dirs.sort()
+    if runs.RESULTS_FILE in files:
+      result = runs.read_json(os.path.join(root, runs.RESULTS_FILE))
+      if result.get("mode") == mode:
+        found.append({**result, "path": root})
+  return found
+
+
+def imp_series(results: list[dict]) -> dict[tuple[str, int], list[dict]]:
+  """Records grouped by (series, level): series "ticket" or the branch name."""
+  groups = collections.defaultdict(list)
+  for run in results:
+    for record in run["levels"]:
+      groups[("ticket", record["level"])].append(record)
+    for record in run.get("branches", []):
+      groups[(record["branch"], record["level"])].append(record)
+  return groups
+
+
+def _mean_std(values: list[float | None], scale: float = 100.0) -> str:
+  values = [v for v in values if v is not None]
+  if not values:
+    return "-"
+  if len(values) == 1:
+    return f"{scale * values[0]:.1f}"
+  return f"{scale * np.mean(values):.1f}+-{scale * np.std(values):.1f}"
+
+
+def imp_table(results: list[dict]) -> str:
+  """One row per level: density, the ticket's final / early-stop accuracy and
+  early-stop step, and each branch's final accuracy (mean +- std over runs)."""
+  groups = imp_series(results)
+  branch_names = sorted({s for s, _ in groups if s != "ticket"})
+  levels = sorted({l for s, l in groups if s == "ticket"})
+  columns = ["level", "density %", "ticket final", "ticket early-stop", "early-stop step"]
+  columns += [f"{b} final" for b in branch_names]
+  rows = []
+  for level in levels:
+    ticket = groups[("ticket", level)]
+    steps = [r["early_stop_step"] for r in ticket if r.get("early_stop_step") is not None]
+    row = [str(level), f"{100 * np.mean([r['density'] for r in ticket]):.2f}",
+           _mean_std([r["final_test_accuracy"] for r in ticket]),
+           _mean_std([r.get("early_stop_test_accuracy") for r in ticket]),
+           f"{np.mean(steps):.0f}" if steps else "-"]
+    for name in branch_names:
+      row.append(_mean_std([r["final_test_accuracy"] for r in groups.get((name, level), [])]))
+    rows.append(row)
+  widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+  lines = [f"IMP: test accuracy (%) per level over {len(results)} run(s) "
+           f"(mean +- std where n > 1)",
+           "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+  lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+  return "\n".join(lines)
+
+
+def _curve(records_by_level: dict[int, list[dict]], field: str, scale: float):
+  levels = sorted(records_by_level)
+  xs, ys, es = [], [], []
+  for level in levels:
+    values = [r[field] for r in records_by_level[level] if r.get(field) is not None]
+    if not values:
+      continue
+    xs.append(100 * np.mean([r["density"] for r in records_by_level[level]]))
+    ys.append(scale * np.mean(values))
+    es.append(scale * np.std(values))
+  return xs, ys, es
+
+
+def plot_imp(results: list[dict], directory: str) -> list[str]:
+  """Writes imp_accuracy.png and imp_early_stop.png; returns their paths."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  groups = imp_series(results)
+  series = collections.defaultdict(dict)
+  for (name, level), records in groups.items():
+    series[name][level] = records
+  order = ["ticket"] + sorted(n for n in series if n != "ticket")
+  paths = []
+  for field, scale, ylabel, filename in (
+      ("final_test_accuracy", 100.0, "final test accuracy (%)", "imp_accuracy.png"),
+      ("early_stop_step", 1.0, "early-stopping iteration (min val loss)", "imp_early_stop.png")):
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name in order:
+      xs, ys, es = _curve(series[name], field, scale)
+      if xs:
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linestyle="-" if name == "ticket"
+                    else "--", label="lottery ticket" if name == "ticket" else name)
+    if field == "final_test_accuracy" and 0 in series["ticket"]:
+      dense = 100 * np.mean([r[field] for r in series["ticket"][0]])
+      ax.axhline(dense, color="gray", linestyle=":", label=f"dense ({dense:.1f}%)")
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("density (% of prunable weights kept, log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"IMP over {len(results)} run(s)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(directory, filename)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
+def write_imp_report(workdir: str) -> str:
+  """The IMP level table (imp_report.txt) and plots for every IMP run under `workdir`."""
+  results = load_results(workdir, "imp")
+  if not results:
+    raise ConfigError(f"no IMP results (results.json with mode 'imp') under {workdir}")
+  table = imp_table(results)
+  with open(os.path.join(workdir, "imp_report.txt"), "w") as handle:
+    handle.write(table + "\n")
+  paths = plot_imp(results, workdir)
+  return f"{table}\nplots: {', '.join(paths)}"
+
+
+# ----------------------------------------------------------------------------
+# Stability (rewinding studies)
+
+def stability_table(result: dict) -> str:
+  """One row per rewind step: instability (dense, sparse) and ticket accuracy."""
+  lines = [f"instability = max test error on the {result['points']}-point path - mean endpoint "
+           "error (percentage points)",
+           f"{'k (steps)':>10} {'dense':>8} {'sparse':>8} {'ticket acc %':>13} {'density %':>10}"]
+  for r in result["rewind"]:
+    sparse = r.get("sparse")
+    lines.append(f"{r['rewind_step']:>10} {100 * r['dense']['instability']:>8.2f} "
+                 f"{100 * sparse['instability'] if sparse else float('nan'):>8.2f} "
+                 f"{100 * r.get('ticket_accuracy', float('nan')):>13.1f} "
+                 f"{100 * r.get('ticket_density', float('nan')):>10.2f}")
+  return "\n".join(lines)
+
+
+def plot_stability(result: dict, path: str) -> None:
+  """Instability and ticket accuracy against k; error along each path."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  records = sorted(result["rewind"], key=lambda r: r["rewind_step"])
+  ks = [r["rewind_step"] for r in records]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  ax = axes[0]
+  ax.plot(ks, [100 * r["dense"]["instability"] for r in records], "o-", label="dense instability")
+  if all("sparse" in r for r in records):
+    ax.plot(ks, [100 * r["sparse"]["instability"] for r in records], "s-",
+            label=f"sparse instability ({100 * records[0]['ticket_density']:.1f}% density)")
+    twin = ax.twinx()
+    twin.plot(ks, [100 * r["ticket_accuracy"] for r in records], "^--", color="tab:green",
+              label="ticket test accuracy")
+    twin.set_ylabel("ticket test accuracy (%)", color="tab:green")
+    twin.legend(loc="upper right", fontsize=8)
+  positive = [k for k in ks if k > 0]
+  if positive:
+    ax.set_xscale("symlog", linthresh=min(positive))
+  ax.set_xlabel("rewind step k")
+  ax.set_ylabel("instability (percentage points)")
+  ax.grid(True, alpha=0.3)
+  ax.legend(loc="upper left", fontsize=8)
+  ax.set_title("Instability and ticket accuracy vs rewind step")
+  ax = axes[1]
+  for r in records:
+    for kind, style in (("dense", "-"), ("sparse", "--")):
+      if kind in r:
+        ax.plot(r[kind]["alphas"], [100 * e for e in r[kind]["errors"]], style,
+                label=f"k={r['rewind_step']} {kind}")
+  ax.set_xlabel("interpolation alpha (0 = copy a, 1 = copy b)")
+  ax.set_ylabel("test error (%)")
+  ax.set_title("Error along the linear path")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=6, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_stability_report(workdir: str) -> str:
+  """The stability table (stability_report.txt) and stability.png for `workdir`."""
+  found = load_results(workdir, "stability")
+  if not found:
+    raise ConfigError(f"no stability results (results.json with mode 'stability') under {workdir}")
+  result = found[0]
+  table = stability_table(result)
+  with open(os.path.join(workdir, "stability_report.txt"), "w") as handle:
+    handle.write(table + "\n")
+  path = os.path.join(workdir, "stability.png")
+  plot_stability(result, path)
+  return f"{table}\nplot: {path}"

@@ -67,5 +67,5 @@ def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                         if k != "history"}})
   summary = {"mode": "prune_sweep", "config_hash": runs.config_hash(config), "cells": results}
   runs.write_results(workdir, summary)
-  print(reports.write_report(workdir), flush=True)
+  print(reports.write_prune_report(workdir), flush=True)
   return summary

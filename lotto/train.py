@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 import ml_collections
 
@@ -29,7 +29,8 @@ from lotto import data as data_lib
 from lotto import masks as masks_lib
 from lotto import runs
 from lotto.checkpoints import Checkpointer
-from lotto.experiment import Experiment, create_experiment
+from lotto.errors import ConfigError
+from lotto.experiment import create_experiment
 from lotto.optim import Schedule
 from lotto.state import TrainState
 from lotto.types import ApplyFn
@@ -227,8 +228,12 @@ class Trainer:
     self._y_train = self._replicate(jnp.asarray(exp.dataset.y_train))
 
   def _replicate(self, tree):
+    # Always commit to an explicit sharding: a state restored from a checkpoint
+    # arrives committed, a fresh one does not, and jit compiles once per kind.
     mesh = self.experiment.mesh
-    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    sharding = SingleDeviceSharding(jax.local_devices()[0]) if mesh is None else NamedSharding(
+        mesh, PartitionSpec())
+    return jax.device_put(tree, sharding)
 
   def place(self, state: TrainState) -> TrainState:
     """A private copy of `state` on the device(s), replicated over the mesh if any.
@@ -238,17 +243,22 @@ class Trainer:
     """
     return self._replicate(jax.tree.map(jnp.copy, state))
 
-  def run_block(self, state: TrainState, num_steps: int) -> tuple[TrainState, dict[str, float]]:
+  def run_block(self, state: TrainState, num_steps: int,
+                data_seed: int | None = None) -> tuple[TrainState, dict[str, float]]:
     """Runs `num_steps` steps from `state.step` in one compiled scan.
 
     `state` is donated (invalid afterwards); pass `place(state)` to keep it.
+    `data_seed` picks the data order (default: the experiment's seed); the
+    instability analysis trains copies under different orders.
     """
     exp = self.experiment
-    indices = data_lib.batch_indices(exp.seed, len(exp.dataset.x_train), exp.batch_size,
+    seed = exp.seed if data_seed is None else data_seed
+    indices = data_lib.batch_indices(seed, len(exp.dataset.x_train), exp.batch_size,
                                      int(state.step), num_steps)
     indices = jnp.asarray(indices)
-    if exp.mesh is not None:
-      indices = jax.device_put(indices, NamedSharding(exp.mesh, PartitionSpec(None, "data")))
+    indices = jax.device_put(indices, SingleDeviceSharding(jax.local_devices()[0])
+                             if exp.mesh is None else
+                             NamedSharding(exp.mesh, PartitionSpec(None, "data")))
     state, metrics = self._block(state, self._x_train, self._y_train, indices)
     return state, {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
 
@@ -275,7 +285,8 @@ def early_stopping(history: list[dict]) -> dict:
 def train_loop(trainer: Trainer, state: TrainState, checkpointer, end_step: int,
                history: list[dict] | None = None, label: str = "",
                on_block_end: Callable[[int], None] | None = None,
-               prior_wall_time_s: float = 0.0) -> tuple[TrainState, list[dict]]:
+               prior_wall_time_s: float = 0.0,
+               data_seed: int | None = None) -> tuple[TrainState, list[dict]]:
   """Trains `state` to `end_step`, evaluating and checkpointing on the way.
 
   Blocks end at every multiple of `eval_every` and `checkpoint_every`, at
@@ -295,6 +306,7 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer, end_step: int,
       simulate a crash).
     prior_wall_time_s: wall time spent before a resume; checkpoints store
       the running total as "wall_time_s".
+    data_seed: seed of the data order (default: the experiment's seed).
 
   Returns:
     (final state, history).
@@ -317,7 +329,7 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer, end_step: int,
     candidates = [(step // n + 1) * n for n in (exp.eval_every, exp.checkpoint_every)]
     candidates += [b for b in boundaries if b > step]
     target = min(min(candidates), end_step)
-    state, metrics = trainer.run_block(state, target - step)
+    state, metrics = trainer.run_block(state, target - step, data_seed)
     interval_steps += target - step
     step = target
     if step % exp.eval_every == 0 or step == end_step:
@@ -356,7 +368,8 @@ def summarize(trainer: Trainer, state: TrainState, history: list[dict]) -> dict:
 
 def train_run(trainer: Trainer, directory: str, initial_state: TrainState,
               end_step: int | None = None, keep: tuple[int, ...] = (), label: str = "",
-              on_block_end: Callable[[int], None] | None = None) -> tuple[TrainState, dict]:
+              on_block_end: Callable[[int], None] | None = None,
+              data_seed: int | None = None) -> tuple[TrainState, dict]:
   """Trains from `initial_state` with checkpoints in `directory`, resuming if any.
 
   If `directory` holds checkpoints, training restarts from the latest one
@@ -379,11 +392,29 @@ def train_run(trainer: Trainer, directory: str, initial_state: TrainState,
       print(f"{label + ' | ' if label else ''}resuming from step {latest}", flush=True)
   started = time.perf_counter()
   state, history = train_loop(trainer, state, checkpointer, end_step, history, label=label,
-                              on_block_end=on_block_end, prior_wall_time_s=prior)
+                              on_block_end=on_block_end, prior_wall_time_s=prior,
+                              data_seed=data_seed)
   checkpointer.close()
   summary = summarize(trainer, state, history)
   summary.update(history=history, wall_time_s=prior + time.perf_counter() - started)
   return state, summary
+
+
+def load_state(directory: str, step: int, like: TrainState) -> TrainState:
+  """The state a `train_run` in `directory` kept at `step` (a rewind point, the end).
+
+  Raises:
+    ConfigError: no checkpoint at `step` in `directory`.
+  """
+  checkpointer = Checkpointer(os.path.join(directory, "checkpoints"))
+  try:
+    if step not in checkpointer.steps():
+      raise ConfigError(f"no checkpoint at step {step} in {directory}/checkpoints "
+                        f"(found {checkpointer.steps()})")
+    state, _ = checkpointer.restore(step, like)
+  finally:
+    checkpointer.close()
+  return state
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
