@@ -238,8 +238,8 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
                 f"rewinding to step {settings.rewind_step}")
     state, summary = run.train(directory, rewind(run.theta_k(), masks, exp.tx), label)
   run._finals = {level: state}  # pylint: disable=protected-access
-  record = _record(level, summary, masks, settings.prunable)
-  runs.write_json(results_path, {"mode": "imp_level", **record})
+  record = {"mode": "imp_level", **_record(level, summary, masks, settings.prunable)}
+  runs.write_json(results_path, record)
   return record, masks
 
 
