@@ -1,5 +1,9 @@
 """ResNet-20 on CIFAR-10 (open_lth recipe): SGD momentum 0.9, lr 0.1, batch 128,
 160 epochs, LR x0.1 at 80 and 120 epochs, weight decay 1e-4, crop+flip.
+Lottery-ticket rewinding (open_lth): IMP, global, 20% per level, 20 levels
+(density 100% -> 1.2%), output layer pruned, rewinding to iteration 2000 (~5.7 epochs,
+inside the 0.1-7% window where rewinding finds matching tickets), with the
+random-mask control.
 
 Needs CIFAR-10 prepared as array_record in a tfds data_dir; use an accelerator:
   lotto --config=configs/cifar10_resnet20.py --workdir=runs/cifar10_resnet20 \\
@@ -24,4 +28,10 @@ def get_config():
   config.train.duration = "160ep"
   config.train.eval_every = "1ep"
   config.train.checkpoint_every = "1ep"
+  config.mode = "imp"
+  config.imp.levels = 20
+  config.imp.scope = "global"
+  config.imp.fraction = 0.2
+  config.imp.rewind = "2000it"
+  config.imp.branches = ("random",)
   return config

@@ -1,5 +1,9 @@
 """VGG-16 (with BatchNorm) on CIFAR-10 (open_lth recipe): as ResNet-20's,
 SGD momentum 0.9, lr 0.1, batch 128, 160 epochs, x0.1 at 80/120, wd 1e-4.
+Lottery-ticket rewinding (open_lth): IMP, global, 20% per level, 20 levels
+(density 100% -> 1.2%), output layer not pruned, rewinding to iteration 2000 (~5.7 epochs,
+inside the 0.1-7% window where rewinding finds matching tickets), with the
+random-mask control.
 
 Needs CIFAR-10 prepared as array_record in a tfds data_dir; use an accelerator:
   lotto --config=configs/cifar10_vgg16.py --workdir=runs/cifar10_vgg16 \\
@@ -24,5 +28,11 @@ def get_config():
   config.train.duration = "160ep"
   config.train.eval_every = "1ep"
   config.train.checkpoint_every = "1ep"
+  config.mode = "imp"
+  config.imp.levels = 20
+  config.imp.scope = "global"
+  config.imp.fraction = 0.2
+  config.imp.rewind = "2000it"
+  config.imp.branches = ("random",)
   config.masks.exclude = "^output/"
   return config

@@ -1,5 +1,9 @@
-"""LeNet-300-100 on MNIST (Frankle & Carbin 2019 recipe): Adam 1.2e-3, batch 60,
-50K iterations, 5K validation examples for early stopping.
+"""The original lottery ticket: LeNet-300-100 on MNIST (Frankle & Carbin 2019).
+
+Adam 1.2e-3, batch 60, 50K iterations, 5K validation examples for early
+stopping; IMP layerwise, 20% of each hidden layer and 10% of the output layer
+per level, rewinding to initialization (k = 0), 18 levels (density 100% ->
+1.9%), with the reinit control (the paper's "randomly reinitialized").
 
 Needs MNIST prepared as array_record in a tfds data_dir (see README):
   lotto --config=configs/mnist_lenet300.py --workdir=runs/mnist_lenet300 \\
@@ -19,4 +23,11 @@ def get_config():
   config.train.duration = "50000it"
   config.train.eval_every = "1000it"
   config.train.checkpoint_every = "5000it"
+  config.mode = "imp"
+  config.imp.levels = 18
+  config.imp.scope = "layerwise"
+  config.imp.fraction = 0.2
+  config.imp.layer_fractions = (("^output/", 0.1),)
+  config.imp.rewind = "0it"
+  config.imp.branches = ("reinit",)
   return config

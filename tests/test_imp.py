@@ -260,3 +260,24 @@ def test_imp_cli_bad_rewind_one_line_error(tmp_path, override, message):
   lines = [l for l in result.stderr.splitlines() if l.startswith("lotto: error:")]
   assert len(lines) == 1 and message in lines[0], result.stderr[-1500:]
   assert not workdir.exists()
+
+
+@pytest.mark.parametrize("name, model, input_shape, steps_per_epoch, scope, rewind", [
+    ("mnist1d_mlp", "mlp", (40,), 35, "layerwise", 100),
+    ("mnist_lenet300", "lenet300", (784,), 916, "layerwise", 0),
+    ("cifar10_resnet20", "resnet20", (32, 32, 3), 351, "global", 2000),
+    ("cifar10_vgg16", "vgg16_bn", (32, 32, 3), 351, "global", 2000),
+])
+def test_shipped_imp_configs_validate(name, model, input_shape, steps_per_epoch, scope, rewind):
+  config = load_config(name)
+  assert config.mode == "imp"
+  options = {"widths": tuple(config.model.widths)} if model == "mlp" else {}
+  exp = _fake_experiment(model, input_shape, **options)
+  exp.duration = lambda text, what: parse_duration(text, steps_per_epoch, what)
+  exp.total_steps = parse_duration(config.train.duration, steps_per_epoch, "train.duration")
+  settings = imp_lib.imp_settings_from_config(config, exp)
+  assert settings.scope == scope and settings.rewind_step == rewind
+  if name == "mnist_lenet300":
+    assert settings.fractions["output/kernel"] == 0.1
+  if name == "cifar10_vgg16":
+    assert "output/kernel" not in settings.fractions
