@@ -240,6 +240,8 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
   run._finals = {level: state}  # pylint: disable=protected-access
   record = {"mode": "imp_level", **_record(level, summary, masks, settings.prunable)}
   runs.write_json(results_path, record)
+  _print(exp, f"== {label} done | density {record['density']:.2%} | final test accuracy "
+              f"{record['final_test_accuracy']:.2%} | {record['wall_time_s']:.1f} s")
   return record, masks
 
 
@@ -254,6 +256,8 @@ def run_branch(run: _Run, name: str, inputs: branches_lib.LevelInputs) -> dict:
   record = {"mode": "imp_branch", "branch": name,
             **_record(inputs.level, summary, initial.masks, run.settings.prunable)}
   runs.write_json(results_path, record)
+  _print(run.exp, f"== level {inputs.level} | {name} done | density {record['density']:.2%} | "
+                  f"final test accuracy {record['final_test_accuracy']:.2%}")
   return record
 
 

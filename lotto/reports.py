@@ -169,14 +169,18 @@ def load_results(workdir: str, mode: str) -> list[dict]:
   return found
 
 
-def imp_series(results: list[dict]) -> dict[tuple[str, int], list[dict]]:
-  """Records grouped by (series, level): series "ticket" or the branch name."""
+def imp_series(results: list[dict]) -> dict[tuple[str, tuple[float, int]], list[dict]]:
+  """Records grouped by (series, (fraction, level)); series "ticket" or a branch name.
+
+  Runs with the same per-level fraction (e.g. seeds) are pooled level by level.
+  """
   groups = collections.defaultdict(list)
   for run in results:
+    fraction = run.get("fraction")
     for record in run["levels"]:
-      groups[("ticket", record["level"])].append(record)
+      groups[("ticket", (fraction, record["level"]))].append(record)
     for record in run.get("branches", []):
-      groups[(record["branch"], record["level"])].append(record)
+      groups[(record["branch"], (fraction, record["level"]))].append(record)
   return groups
 
 
@@ -194,39 +198,38 @@ def imp_table(results: list[dict]) -> str:
   early-stop step, and each branch's final accuracy (mean +- std over runs)."""
   groups = imp_series(results)
   branch_names = sorted({s for s, _ in groups if s != "ticket"})
-  levels = sorted({l for s, l in groups if s == "ticket"})
-  columns = ["level", "density %", "ticket final", "ticket early-stop", "early-stop step"]
-  columns += [f"{b} final" for b in branch_names]
+  rows_keys = sorted({k for s, k in groups if s == "ticket"},
+                     key=lambda k: -np.mean([r["density"] for r in groups[("ticket", k)]]))
+  columns = ["level", "density %", "n", "ticket", "ticket early-stop", "early-stop step"]
+  columns += branch_names
   rows = []
-  for level in levels:
-    ticket = groups[("ticket", level)]
+  for key in rows_keys:
+    ticket = groups[("ticket", key)]
     steps = [r["early_stop_step"] for r in ticket if r.get("early_stop_step") is not None]
-    row = [str(level), f"{100 * np.mean([r['density'] for r in ticket]):.2f}",
+    row = [str(key[1]), f"{100 * np.mean([r['density'] for r in ticket]):.2f}", str(len(ticket)),
            _mean_std([r["final_test_accuracy"] for r in ticket]),
            _mean_std([r.get("early_stop_test_accuracy") for r in ticket]),
            f"{np.mean(steps):.0f}" if steps else "-"]
     for name in branch_names:
-      row.append(_mean_std([r["final_test_accuracy"] for r in groups.get((name, level), [])]))
+      row.append(_mean_std([r["final_test_accuracy"] for r in groups.get((name, key), [])]))
     rows.append(row)
   widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-  lines = [f"IMP: test accuracy (%) per level over {len(results)} run(s) "
-           f"(mean +- std where n > 1)",
+  lines = [f"IMP: final test accuracy (%) of the ticket and each branch, early-stop accuracy and "
+           f"step of the ticket; {len(results)} run(s), mean +- std where n > 1",
            "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
   lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
   return "\n".join(lines)
 
 
-def _curve(records_by_level: dict[int, list[dict]], field: str, scale: float):
-  levels = sorted(records_by_level)
-  xs, ys, es = [], [], []
-  for level in levels:
-    values = [r[field] for r in records_by_level[level] if r.get(field) is not None]
-    if not values:
-      continue
-    xs.append(100 * np.mean([r["density"] for r in records_by_level[level]]))
-    ys.append(scale * np.mean(values))
-    es.append(scale * np.std(values))
-  return xs, ys, es
+def _curve(records_by_key: dict, field: str, scale: float):
+  points = []
+  for records in records_by_key.values():
+    values = [r[field] for r in records if r.get(field) is not None]
+    if values:
+      points.append((100 * np.mean([r["density"] for r in records]), scale * np.mean(values),
+                     scale * np.std(values)))
+  points.sort(reverse=True)
+  return [p[0] for p in points], [p[1] for p in points], [p[2] for p in points]
 
 
 def plot_imp(results: list[dict], directory: str) -> list[str]:
@@ -236,8 +239,8 @@ def plot_imp(results: list[dict], directory: str) -> list[str]:
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   groups = imp_series(results)
   series = collections.defaultdict(dict)
-  for (name, level), records in groups.items():
-    series[name][level] = records
+  for (name, key), records in groups.items():
+    series[name][key] = records
   order = ["ticket"] + sorted(n for n in series if n != "ticket")
   paths = []
   for field, scale, ylabel, filename in (
@@ -249,8 +252,10 @@ def plot_imp(results: list[dict], directory: str) -> list[str]:
       if xs:
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linestyle="-" if name == "ticket"
                     else "--", label="lottery ticket" if name == "ticket" else name)
-    if field == "final_test_accuracy" and 0 in series["ticket"]:
-      dense = 100 * np.mean([r[field] for r in series["ticket"][0]])
+    dense_records = [r for (_, level), records in series["ticket"].items() if level == 0
+                     for r in records]
+    if field == "final_test_accuracy" and dense_records:
+      dense = 100 * np.mean([r[field] for r in dense_records])
       ax.axhline(dense, color="gray", linestyle=":", label=f"dense ({dense:.1f}%)")
     ax.set_xscale("log")
     ax.invert_xaxis()
