@@ -10,6 +10,7 @@ import pytest
 from lotto import masks as masks_lib
 from lotto import pruning
 from lotto.errors import ConfigError
+from lotto.experiment import create_experiment
 from lotto.models import create_model
 from lotto.pai import run_prune
 from lotto.scores import ScoringContext
@@ -155,3 +156,38 @@ def test_prune_cli_end_to_end_and_bad_values(tmp_path):
     lines = [l for l in bad.stderr.splitlines() if l.startswith("lotto: error:")]
     assert len(lines) == 1 and message in lines[0], bad.stderr[-1000:]
     assert not (tmp_path / "bad").exists()
+
+
+def test_effective_density_on_a_conv_chain_with_flatten():
+  # conv_0: 1 -> 2 channels; output channel 1 has no surviving weight, so
+  # conv_1's input channel 1 (9 weights per output channel) is dead too, and
+  # the dense layer's features from conv_1's dead channel 0 (HWC flatten,
+  # channel fastest) are dead.
+  conv0 = np.ones((3, 3, 1, 2), bool)
+  conv0[..., 1] = False
+  conv1 = np.ones((3, 3, 2, 2), bool)
+  conv1[..., 0] = False  # conv_1 output channel 0 pruned entirely
+  dense = np.ones((4 * 2, 3), bool)  # 2x2 spatial x 2 channels, flattened
+  masks = {"conv_0": {"kernel": jnp.asarray(conv0)}, "conv_1": {"kernel": jnp.asarray(conv1)},
+           "output": {"kernel": jnp.asarray(dense)}}
+  prunable = {k: {"kernel": True} for k in masks}
+  total = conv0.size + conv1.size + dense.size
+  alive = conv0.sum() + conv1.sum() + dense.sum()
+  assert masks_lib.density(masks, prunable) == pytest.approx(alive / total)
+  dead = 9 * 1 + 4 * 3  # conv_1 weights from dead input channel 1 to live output 1; dense rows
+  assert pruning.effective_density(masks, prunable) == pytest.approx((alive - dead) / total)
+
+
+def test_erk_distribution_through_the_prune_job(tiny_config, tmp_path):
+  tiny_config.mode = "prune"
+  tiny_config.prune.method = "magnitude"
+  tiny_config.prune.density = 0.2
+  tiny_config.prune.distribution = "erk"
+  results = run_prune(tiny_config, str(tmp_path))
+  exp = create_experiment(tiny_config)
+  shapes = pruning.layer_sizes(exp.params_shape, exp.prunable)
+  expected = pruning.layer_distribution("erk", 0.2, shapes)
+  for name, density in results["layer_densities"].items():
+    size = int(np.prod(shapes[name]))
+    assert abs(density * size - expected[name] * size) <= 1.0
+  assert results["achieved_density"] == pytest.approx(0.2, abs=2e-3)

@@ -83,3 +83,16 @@ def test_bad_arguments():
   for density in (0.0, 1.5, -0.1):
     with pytest.raises(ConfigError, match=r"\(0, 1\]"):
       selection.prune_to_density(SCORES, ones, PRUNABLE, density)
+
+
+def test_layer_sum_normalization_lets_small_score_layers_compete():
+  scores = {"a": {"kernel": jnp.full((10,), 100.0) + jnp.arange(10.0)},
+            "b": {"kernel": jnp.arange(10.0) / 100.0}}
+  masks = {k: {"kernel": jnp.ones((10,), bool)} for k in scores}
+  prunable = {k: {"kernel": True} for k in scores}
+  raw = selection.prune_to_density(scores, masks, prunable, 0.5)
+  assert int(raw["a"]["kernel"].sum()) == 10 and int(raw["b"]["kernel"].sum()) == 0
+  normalized = selection.prune_to_density(scores, masks, prunable, 0.5,
+                                          normalization="layer_sum")
+  kept_a, kept_b = int(normalized["a"]["kernel"].sum()), int(normalized["b"]["kernel"].sum())
+  assert kept_a + kept_b == 10 and kept_b >= 5  # b's top entries outrank a's after scaling

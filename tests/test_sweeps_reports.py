@@ -36,4 +36,4 @@ def test_sweep_runs_cells_skips_finished_and_reports(tiny_config, tmp_path, caps
 
 def test_report_on_empty_workdir_is_a_clear_error(tmp_path):
   result = run_cli("report", f"--workdir={tmp_path}")
-  assert result.returncode == 2 and "no prune results" in result.stderr
+  assert result.returncode == 2 and "no results (results.json of a prune" in result.stderr
