@@ -158,8 +158,10 @@ def prune_level(final_params, masks: Masks, prunable: Prunable, target: Target,
 
 def _record(level: int, summary: dict, masks: Masks, prunable: Prunable) -> dict:
   report = masks_lib.layer_report(masks, prunable)
+  history = summary.get("history") or [{}]
   return {"level": level, "collapsed_layers": [r["name"] for r in report if r["collapsed"]],
-          "effective_density": pruning.effective_density(masks, prunable), **summary}
+          "effective_density": pruning.effective_density(masks, prunable),
+          "final_train_loss": history[-1].get("train_loss"), **summary}
 
 
 def _without_history(record: dict) -> dict:
@@ -195,6 +197,10 @@ class _Run:
       self._finals = {level: load_state(level_dir(self.workdir, level), self.exp.total_steps,
                                         self.template)}
     return self._finals[level]
+
+  def remember_final(self, level: int, state: TrainState) -> None:
+    """Caches the state a level just ended with (the next level prunes it)."""
+    self._finals = {level: state}
 
   def train(self, directory: str, initial: TrainState, label: str,
             keep: tuple[int, ...] = ()) -> tuple[TrainState, dict]:
@@ -237,7 +243,7 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
     _print(exp, f"{label} | density {masks_lib.density(masks, settings.prunable):.2%} | "
                 f"rewinding to step {settings.rewind_step}")
     state, summary = run.train(directory, rewind(run.theta_k(), masks, exp.tx), label)
-  run._finals = {level: state}  # pylint: disable=protected-access
+  run.remember_final(level, state)
   record = {"mode": "imp_level", **_record(level, summary, masks, settings.prunable)}
   runs.write_json(results_path, record)
   _print(exp, f"== {label} done | density {record['density']:.2%} | final test accuracy "
