@@ -81,6 +81,9 @@ def layer_distribution(kind: str, density: float, shapes: Mapping[str, tuple[int
     dense.update(over)
 
 
+LOOPS = ("auto", "fori", "dispatch")
+
+
 def _round_counts(densities: list[float], total: int) -> list[int]:
   return [int(round(d * total)) for d in densities]
 
@@ -89,7 +92,7 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
           density: float | Mapping[str, float], key: jax.Array,
           batch_stats: PyTree = None, batch=None, iterations: int | None = None,
           schedule: str = "exponential", scope: str = "global", invert: bool = False,
-          normalization: str = "none") -> Masks:
+          normalization: str = "none", loop: str = "auto") -> Masks:
   """Scores and prunes to `density` (single-shot or iterative).
 
   Args:
@@ -108,6 +111,11 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
     invert: keep the *lowest* scores (the inversion ablation; scores are
       negated, never replaced by 1/score).
     normalization: "none" or "layer_sum" (global scope only).
+    loop: "fori" runs all rounds in one compiled `fori_loop`; "dispatch"
+      dispatches one compiled round (score -> select, on device, no host
+      sync) per round; "auto" picks "dispatch" for conv nets on CPU, where
+      convolutions inside a compiled loop lose XLA:CPU's fast path (see
+      BUILD_NOTES), and "fori" otherwise.
 
   Returns:
     The new masks.
@@ -145,9 +153,23 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
       s = selection.normalize_layers(s, m, prunable)
     return selection.select_global(s, m, prunable, k)
 
-  @jax.jit
-  def run(p, m, all_ks):
-    return jax.lax.fori_loop(0, rounds, lambda r, mm: one_round(r, mm, p, all_ks[r]), m)
+  if loop not in LOOPS:
+    raise ConfigError(f"unknown pruning loop {loop!r}; valid choices: {', '.join(LOOPS)}")
+  if loop == "auto":
+    has_conv = any(getattr(p, "ndim", 0) == 4 for p in jax.tree.leaves(params))
+    loop = "dispatch" if has_conv and jax.default_backend() == "cpu" else "fori"
+
+  if loop == "fori":
+    @jax.jit
+    def run(p, m, all_ks):
+      return jax.lax.fori_loop(0, rounds, lambda r, mm: one_round(r, mm, p, all_ks[r]), m)
+  else:
+    round_fn = jax.jit(one_round)
+
+    def run(p, m, all_ks):
+      for r in range(rounds):
+        m = round_fn(jnp.asarray(r, jnp.int32), m, p, all_ks[r])
+      return m
 
   if method == "synflow" and ctx.synflow_dtype == "float64":
     with jax.enable_x64(True):
