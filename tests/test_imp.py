@@ -233,7 +233,7 @@ def test_imp_cli_end_to_end_writes_results_and_plots(tmp_path):
                    "--config.imp.levels=2", "--config.imp.rewind=10it",
                    "--config.imp.branches=('reinit','random')", "--config.train.verbose=True")
   assert result.returncode == 0, result.stderr[-2000:]
-  assert "IMP: test accuracy" in result.stdout and "reinit" in result.stdout
+  assert "IMP: final test accuracy" in result.stdout and "reinit" in result.stdout
   results = json.loads((workdir / "results.json").read_text())
   assert results["complete"] and [l["level"] for l in results["levels"]] == [0, 1, 2]
   assert [l["density"] for l in results["levels"]] == pytest.approx([1.0, 0.8, 0.64], abs=1e-3)
@@ -245,7 +245,7 @@ def test_imp_cli_end_to_end_writes_results_and_plots(tmp_path):
     assert (workdir / f"level_{level}" / "masks.npz").exists()
     assert "hidden_0/kernel" in (workdir / f"level_{level}" / "layer_report.txt").read_text()
   report = run_cli("report", f"--workdir={workdir}")
-  assert report.returncode == 0 and "IMP: test accuracy" in report.stdout
+  assert report.returncode == 0 and "IMP: final test accuracy" in report.stdout
 
 
 @pytest.mark.parametrize("override, message", [
