@@ -156,8 +156,9 @@ def prune_level(final_params, masks: Masks, prunable: Prunable, target: Target,
   return selection.prune_to_density(scores, masks, prunable, target, scope=scope)
 
 
-def _record(level: int, summary: dict, masks: Masks, prunable: Prunable) -> dict:
-  report = masks_lib.layer_report(masks, prunable)
+def _record(level: int, summary: dict, masks: Masks, prunable: Prunable,
+            report: list[dict] | None = None) -> dict:
+  report = masks_lib.layer_report(masks, prunable) if report is None else report
   history = summary.get("history") or [{}]
   return {"level": level, "collapsed_layers": [r["name"] for r in report if r["collapsed"]],
           "effective_density": pruning.effective_density(masks, prunable),
@@ -180,22 +181,18 @@ class _Run:
     self._theta_k: TrainState | None = None
     self._finals: dict[int, TrainState] = {}
 
-  @property
-  def template(self) -> TrainState:
-    return self.theta_0
-
   def theta_k(self) -> TrainState:
     if self._theta_k is None:
       k = self.settings.rewind_step
       self._theta_k = self.theta_0 if k == 0 else load_state(
-          level_dir(self.workdir, 0), k, self.template)
+          level_dir(self.workdir, 0), k, self.theta_0)
     return self._theta_k
 
   def final(self, level: int) -> TrainState:
     """The trained state at the end of `level` (restored from its kept checkpoint)."""
     if level not in self._finals:
       self._finals = {level: load_state(level_dir(self.workdir, level), self.exp.total_steps,
-                                        self.template)}
+                                        self.theta_0)}
     return self._finals[level]
 
   def remember_final(self, level: int, state: TrainState) -> None:
@@ -220,21 +217,19 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
   results_path = os.path.join(directory, runs.RESULTS_FILE)
   mask_path = os.path.join(directory, masks_lib.MASK_FILE)
   if os.path.exists(results_path):
-    return runs.read_json(results_path), masks_lib.load(mask_path, run.template.masks)
+    return runs.read_json(results_path), masks_lib.load(mask_path, run.theta_0.masks)
   os.makedirs(directory, exist_ok=True)
   if os.path.exists(mask_path):
-    masks = masks_lib.load(mask_path, run.template.masks)
-  elif level == 0:
-    masks = masks_lib.ones_like(run.template.params)
+    masks = masks_lib.load(mask_path, run.theta_0.masks)
   else:
-    previous = run.final(level - 1)
-    masks = prune_level(previous.params, previous.masks, settings.prunable,
-                        settings.target(level), settings.scope)
-  if not os.path.exists(mask_path):
+    if level == 0:
+      masks = masks_lib.ones_like(run.theta_0.params)
+    else:
+      previous = run.final(level - 1)
+      masks = prune_level(previous.params, previous.masks, settings.prunable,
+                          settings.target(level), settings.scope)
     masks_lib.save(mask_path, masks)
-  text = masks_lib.format_layer_report(masks_lib.layer_report(masks, settings.prunable))
-  with open(os.path.join(directory, "layer_report.txt"), "w") as handle:
-    handle.write(text + "\n")
+  report, _ = masks_lib.write_layer_report(directory, masks, settings.prunable)
   label = f"level {level}/{settings.levels}"
   if level == 0:
     keep = (settings.rewind_step,) if settings.rewind_step > 0 else ()
@@ -244,7 +239,7 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
                 f"rewinding to step {settings.rewind_step}")
     state, summary = run.train(directory, rewind(run.theta_k(), masks, exp.tx), label)
   run.remember_final(level, state)
-  record = {"mode": "imp_level", **_record(level, summary, masks, settings.prunable)}
+  record = {"mode": "imp_level", **_record(level, summary, masks, settings.prunable, report)}
   runs.write_json(results_path, record)
   _print(exp, f"== {label} done | density {record['density']:.2%} | final test accuracy "
               f"{record['final_test_accuracy']:.2%} | {record['wall_time_s']:.1f} s")

@@ -133,6 +133,15 @@ def format_layer_report(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
+def write_layer_report(directory: str, masks: Masks, prunable: Prunable) -> tuple[list[dict], str]:
+  """Writes `directory/layer_report.txt`; returns (the `layer_report` rows, the text)."""
+  rows = layer_report(masks, prunable)
+  text = format_layer_report(rows)
+  with open(os.path.join(directory, "layer_report.txt"), "w") as handle:
+    handle.write(text + "\n")
+  return rows, text
+
+
 def check_density(value: float, what: str = "density") -> float:
   """Returns `value` if it lies in (0, 1].
 

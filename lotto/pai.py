@@ -136,10 +136,7 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str) -> dict:
   else:
     masks = compute_masks(exp, settings, state_k.params, state_k.batch_stats)
     masks_lib.save(mask_path, masks)
-  report = masks_lib.layer_report(masks, exp.prunable)
-  text = masks_lib.format_layer_report(report)
-  with open(os.path.join(workdir, "layer_report.txt"), "w") as handle:
-    handle.write(text + "\n")
+  report, text = masks_lib.write_layer_report(workdir, masks, exp.prunable)
   if exp.verbose:
     print(f"{settings.method} -> density {masks_lib.density(masks, exp.prunable):.4%}\n{text}",
           flush=True)

@@ -18,6 +18,7 @@ import numpy as np
 from lotto import masks as masks_lib
 from lotto import selection
 from lotto.errors import ConfigError
+from lotto.models import conv_net_on_cpu
 from lotto.scores import SCORES, ScoringContext
 from lotto.types import Masks, Params, Prunable, PyTree
 
@@ -156,8 +157,7 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
   if loop not in LOOPS:
     raise ConfigError(f"unknown pruning loop {loop!r}; valid choices: {', '.join(LOOPS)}")
   if loop == "auto":
-    has_conv = any(getattr(p, "ndim", 0) == 4 for p in jax.tree.leaves(params))
-    loop = "dispatch" if has_conv and jax.default_backend() == "cpu" else "fori"
+    loop = "dispatch" if conv_net_on_cpu(params) else "fori"
 
   if loop == "fori":
     @jax.jit

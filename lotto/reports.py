@@ -22,16 +22,21 @@ from lotto import runs
 from lotto.errors import ConfigError
 
 
+def _pyplot():
+  """matplotlib.pyplot on the file-only Agg backend (imported on first plot)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
+
+
 def load_prune_results(workdir: str) -> list[dict]:
-  """Every prune-mode results.json under `workdir`."""
+  """Every prune-mode results.json under `workdir`, with the run's seed."""
   found = []
-  for root, _, files in os.walk(workdir):
-    if runs.RESULTS_FILE in files:
-      result = runs.read_json(os.path.join(root, runs.RESULTS_FILE))
-      if result.get("mode") == "prune":
-        result["seed"] = runs.read_json(os.path.join(root, runs.CONFIG_FILE)).get("seed", 0) \
-            if os.path.exists(os.path.join(root, runs.CONFIG_FILE)) else 0
-        found.append(result)
+  for result in load_results(workdir, "prune"):
+    config_path = os.path.join(result["path"], runs.CONFIG_FILE)
+    seed = runs.read_json(config_path).get("seed", 0) if os.path.exists(config_path) else 0
+    found.append({**result, "seed": seed})
   return found
 
 
@@ -64,9 +69,7 @@ def accuracy_table(results: list[dict]) -> str:
 
 
 def plot_accuracy_vs_density(results: list[dict], path: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = _pyplot()
   groups = _group(results)
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
   for method, ablation in sorted({(k[0], k[1]) for k in groups}):
@@ -89,9 +92,7 @@ def plot_accuracy_vs_density(results: list[dict], path: str) -> None:
 
 
 def plot_layer_densities(results: list[dict], density: float, path: str) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = _pyplot()
   chosen = {}
   for r in results:
     if r["ablation"] == "none" and abs(r["target_density"] - density) < 1e-9:
@@ -234,9 +235,7 @@ def _curve(records_by_key: dict, field: str, scale: float):
 
 def plot_imp(results: list[dict], directory: str) -> list[str]:
   """Writes imp_accuracy.png and imp_early_stop.png; returns their paths."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = _pyplot()
   groups = imp_series(results)
   series = collections.defaultdict(dict)
   for (name, key), records in groups.items():
@@ -303,9 +302,7 @@ def stability_table(result: dict) -> str:
 
 def plot_stability(result: dict, path: str) -> None:
   """Instability and ticket accuracy against k; error along each path."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = _pyplot()
   records = sorted(result["rewind"], key=lambda r: r["rewind_step"])
   ks = [r["rewind_step"] for r in records]
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))

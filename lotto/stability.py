@@ -106,9 +106,9 @@ def _pair(trainer: Trainer, directory: str, initial: TrainState, points: int, la
   """Trains the two copies (a unless given) and measures the path between them."""
   exp = trainer.experiment
   if state_a is None:
-    state_a, _ = train_run(trainer, os.path.join(directory + "_a"), initial, label=f"{label} a")
+    state_a, _ = train_run(trainer, directory + "_a", initial, label=f"{label} a")
   start_b, data_seed = second_copy(initial, exp.seed)
-  state_b, _ = train_run(trainer, os.path.join(directory + "_b"), start_b, label=f"{label} b",
+  state_b, _ = train_run(trainer, directory + "_b", start_b, label=f"{label} b",
                          data_seed=data_seed)
   alphas, errors = interpolation_errors(trainer, state_a, state_b, points)
   return {"alphas": alphas, "errors": errors, "instability": instability(errors),

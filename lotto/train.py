@@ -30,6 +30,7 @@ from lotto import masks as masks_lib
 from lotto import runs
 from lotto.checkpoints import Checkpointer
 from lotto.errors import ConfigError
+from lotto.models import conv_net_on_cpu
 from lotto.experiment import create_experiment
 from lotto.optim import Schedule
 from lotto.state import TrainState
@@ -157,8 +158,7 @@ def choose_loop(loop: str, params) -> str:
   """Resolves "auto": "step" for conv nets on CPU, else "scan"."""
   if loop != "auto":
     return loop
-  has_conv = any(getattr(p, "ndim", 0) == 4 for p in jax.tree.leaves(params))
-  return "step" if has_conv and jax.default_backend() == "cpu" else "scan"
+  return "step" if conv_net_on_cpu(params) else "scan"
 
 
 def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 
 from lotto.errors import ConfigError
 from lotto.models.conv import ConvNet, LeNet5
@@ -72,3 +73,14 @@ def create_model(name: str, num_classes: int, init: str = "torch", **options: An
     return factory(num_classes, init, **options)
   except TypeError as error:
     raise ConfigError(f"model {name!r} does not take options {sorted(options)}: {error}") from None
+
+
+def conv_net_on_cpu(params: Any) -> bool:
+  """True for a model with conv kernels (ndim 4) on the CPU backend.
+
+  XLA:CPU convolutions lose their fast path inside compiled loops (scan,
+  fori_loop; see BUILD_NOTES.md), so training and iterative pruning dispatch
+  one compiled step / round at a time for these models.
+  """
+  has_conv = any(getattr(p, "ndim", 0) == 4 for p in jax.tree.leaves(params))
+  return has_conv and jax.default_backend() == "cpu"
