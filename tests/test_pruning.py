@@ -191,3 +191,14 @@ def test_erk_distribution_through_the_prune_job(tiny_config, tmp_path):
     size = int(np.prod(shapes[name]))
     assert abs(density * size - expected[name] * size) <= 1.0
   assert results["achieved_density"] == pytest.approx(0.2, abs=2e-3)
+
+
+def test_dispatched_rounds_give_the_same_masks_as_the_compiled_loop(lenet):
+  model, params, prunable = lenet
+  ctx = ScoringContext(model.apply, (28, 28, 1))
+  run = lambda loop: pruning.prune("synflow", ctx, params, masks_lib.ones_like(params),  # noqa
+                                   prunable, 0.01, jax.random.PRNGKey(0), iterations=5, loop=loop)
+  for a, b in zip(jax.tree.leaves(run("fori")), jax.tree.leaves(run("dispatch"))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with pytest.raises(ConfigError, match="unknown pruning loop 'while'; valid choices: auto, fori"):
+    run("while")
