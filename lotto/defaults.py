@@ -93,5 +93,6 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.sweep.methods = ("magnitude", "random", "snip", "grasp", "synflow")
   config.sweep.densities = (0.5, 0.1, 0.03, 0.01)
   config.sweep.ablations = ("none",)
+  config.sweep.at_steps = ("0it",)   # prune at init and/or later ("100it", "1ep")
   config.sweep.seeds = (0,)
   return config

@@ -40,31 +40,40 @@ def load_prune_results(workdir: str) -> list[dict]:
   return found
 
 
+def _series(r: dict) -> tuple[str, str, int]:
+  """(method, ablation, pruning step) of a prune result."""
+  return r["method"], r["ablation"], int(r.get("at_step", 0))
+
+
+def _series_label(method: str, ablation: str, at_step: int) -> str:
+  label = method if ablation == "none" else f"{method} ({ablation})"
+  return label if at_step == 0 else f"{label} @{at_step}it"
+
+
 def _group(results):
+  """{(method, ablation, at_step, density): [final test accuracy, ...]}."""
   groups = collections.defaultdict(list)
   for r in results:
-    groups[(r["method"], r["ablation"], round(r["target_density"], 8))].append(
-        r["final_test_accuracy"])
+    groups[(*_series(r), round(r["target_density"], 8))].append(r["final_test_accuracy"])
   return groups
 
 
 def accuracy_table(results: list[dict]) -> str:
-  """Rows: method (ablation); columns: target density; cells: mean +- std (n)."""
+  """Rows: method (ablation) [@ pruning step]; columns: target density; mean +- std (n)."""
   groups = _group(results)
-  densities = sorted({k[2] for k in groups}, reverse=True)
-  rows = sorted({(k[0], k[1]) for k in groups})
-  header = f"{'method (ablation)':<28}" + "".join(f"{d:>16.4g}" for d in densities)
+  densities = sorted({k[3] for k in groups}, reverse=True)
+  rows = sorted({k[:3] for k in groups})
+  header = f"{'method (ablation) @step':<32}" + "".join(f"{d:>16.4g}" for d in densities)
   lines = ["final test accuracy (%) by target density; mean +- std over seeds (n)", header]
-  for method, ablation in rows:
+  for series in rows:
     cells = []
     for d in densities:
-      values = groups.get((method, ablation, d))
+      values = groups.get((*series, d))
       if values:
         cells.append(f"{100 * np.mean(values):>7.1f}+-{100 * np.std(values):<4.1f}({len(values)})")
       else:
         cells.append(f"{'-':>16}")
-    label = method if ablation == "none" else f"{method} ({ablation})"
-    lines.append(f"{label:<28}" + "".join(f"{c:>16}" for c in cells))
+    lines.append(f"{_series_label(*series):<32}" + "".join(f"{c:>16}" for c in cells))
   return "\n".join(lines)
 
 
@@ -72,13 +81,13 @@ def plot_accuracy_vs_density(results: list[dict], path: str) -> None:
   plt = _pyplot()
   groups = _group(results)
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
-  for method, ablation in sorted({(k[0], k[1]) for k in groups}):
-    ds = sorted(d for (m, a, d) in groups if (m, a) == (method, ablation))
-    means = [100 * np.mean(groups[(method, ablation, d)]) for d in ds]
-    stds = [100 * np.std(groups[(method, ablation, d)]) for d in ds]
-    style = "-" if ablation == "none" else "--"
+  for series in sorted({k[:3] for k in groups}):
+    ds = sorted(k[3] for k in groups if k[:3] == series)
+    means = [100 * np.mean(groups[(*series, d)]) for d in ds]
+    stds = [100 * np.std(groups[(*series, d)]) for d in ds]
+    style = "-" if series[1:] == ("none", 0) else "--"
     ax.errorbar(ds, means, yerr=stds, marker="o", linestyle=style, capsize=3,
-                label=method if ablation == "none" else f"{method} ({ablation})")
+                label=_series_label(*series))
   ax.set_xscale("log")
   ax.invert_xaxis()
   ax.set_xlabel("density (fraction of weights kept, log scale)")
@@ -95,7 +104,7 @@ def plot_layer_densities(results: list[dict], density: float, path: str) -> None
   plt = _pyplot()
   chosen = {}
   for r in results:
-    if r["ablation"] == "none" and abs(r["target_density"] - density) < 1e-9:
+    if _series(r)[1:] == ("none", 0) and abs(r["target_density"] - density) < 1e-9:
       chosen.setdefault(r["method"], r["layer_densities"])
   if not chosen:
     return

@@ -1,7 +1,9 @@
-"""Sweeps of pruning-at-init runs: methods x densities x ablations x seeds.
+"""Sweeps of pruning runs: methods x densities x ablations x pruning steps x seeds.
 
 `config.mode = "prune_sweep"` runs every cell of the product in
-`workdir/cells/<method>_d<density>_<ablation>_s<seed>/` as a `prune` job.
+`workdir/cells/<method>_d<density>_<ablation>[_at<step>]_s<seed>/` as a `prune`
+job (the `_at<step>` part only for cells pruned later than initialization,
+`sweep.at_steps` entries other than "0it").
 A cell whose results.json exists is skipped, so a killed sweep re-run with the
 same command continues where it stopped (a half-done cell resumes from its
 checkpoint). The sweep's results.json lists every cell; the report table and
@@ -16,13 +18,17 @@ import ml_collections
 
 from lotto import masks as masks_lib
 from lotto import pruning, reports, runs
+from lotto.durations import parse_duration
 from lotto.errors import ConfigError
+from lotto.experiment import create_experiment
 from lotto.pai import run_prune
 from lotto.scores import SCORES
 
 
-def cell_name(method: str, density: float, ablation: str, seed: int) -> str:
-  return f"{method}_d{density:g}_{ablation}_s{seed}"
+def cell_name(method: str, density: float, ablation: str, seed: int, at_step: str = "0it") -> str:
+  """The cell's directory name; `at_step` appears only when it is not "0it"."""
+  later = "" if parse_duration(at_step, 1, "sweep.at_steps entry") == 0 else f"_at{at_step}"
+  return f"{method}_d{density:g}_{ablation}{later}_s{seed}"
 
 
 def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
@@ -38,14 +44,22 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
                         f"{', '.join(pruning.ABLATIONS)}")
   if not sweep.seeds or not all(isinstance(s, int) for s in sweep.seeds):
     raise ConfigError(f"sweep.seeds must be a non-empty list of integers; got {sweep.seeds!r}")
+  if not sweep.at_steps:
+    raise ConfigError("sweep.at_steps must list at least one duration, e.g. ('0it', '100it')")
   cells = []
-  for method, density, ablation, seed in itertools.product(
-      sweep.methods, sweep.densities, sweep.ablations, sweep.seeds):
+  for method, density, ablation, at_step, seed in itertools.product(
+      sweep.methods, sweep.densities, sweep.ablations, sweep.at_steps, sweep.seeds):
     cell = ml_collections.ConfigDict(config.to_dict())
     cell.mode, cell.seed = "prune", seed
     cell.prune.method, cell.prune.density, cell.prune.compression = method, density, 0.0
-    cell.prune.ablation = ablation
-    cells.append((cell_name(method, density, ablation, seed), cell))
+    cell.prune.ablation, cell.prune.at_step = ablation, at_step
+    cells.append((cell_name(method, density, ablation, seed, at_step), cell))
+  exp = create_experiment(cells[0][1])
+  for at_step in sweep.at_steps:  # before any cell runs: steps past the end of training
+    steps = exp.duration(at_step, "sweep.at_steps entry")
+    if steps >= exp.total_steps:
+      raise ConfigError(f"sweep.at_steps entry {at_step!r} ({steps} steps) is not before the "
+                        f"end of training ({exp.total_steps} steps)")
   return cells
 
 

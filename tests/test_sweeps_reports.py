@@ -2,7 +2,10 @@
 import json
 import os
 
+import pytest
+
 from lotto import runs
+from lotto.errors import ConfigError
 from lotto.sweeps import run_prune_sweep
 from tests.test_cli import run_cli
 
@@ -32,6 +35,32 @@ def test_sweep_runs_cells_skips_finished_and_reports(tiny_config, tmp_path, caps
   assert (tmp_path / "report.txt").read_text() == table
   saved = json.loads((tmp_path / runs.RESULTS_FILE).read_text())
   assert saved["mode"] == "prune_sweep" and len(saved["cells"]) == 8
+
+
+def test_sweep_over_pruning_steps_labels_cells_and_rows(tiny_config, tmp_path):
+  tiny_config.mode = "prune_sweep"
+  tiny_config.sweep.methods = ("magnitude",)
+  tiny_config.sweep.densities = (0.1,)
+  tiny_config.sweep.at_steps = ("0it", "20it")
+  summary = run_prune_sweep(tiny_config, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "cells")) == ["magnitude_d0.1_none_at20it_s0",
+                                                    "magnitude_d0.1_none_s0"]
+  assert sorted(c["at_step"] for c in summary["cells"]) == [0, 20]
+  later = json.loads((tmp_path / "cells" / "magnitude_d0.1_none_at20it_s0" /
+                      runs.RESULTS_FILE).read_text())
+  assert later["at_step"] == 20 and later["steps"] == 40  # trained from step 20 to the end
+  table = (tmp_path / "report.txt").read_text().splitlines()
+  assert any(line.startswith("magnitude @20it ") for line in table)
+  assert any(line.startswith("magnitude ") and "@" not in line for line in table)
+
+
+def test_sweep_rejects_a_pruning_step_past_training_before_running_cells(tiny_config, tmp_path):
+  tiny_config.mode = "prune_sweep"
+  tiny_config.sweep.at_steps = ("0it", "40it")
+  with pytest.raises(ConfigError, match=r"sweep.at_steps entry '40it' \(40 steps\) is not "
+                     r"before the end of training \(40 steps\)"):
+    run_prune_sweep(tiny_config, str(tmp_path))
+  assert not (tmp_path / "cells").exists()
 
 
 def test_report_on_empty_workdir_is_a_clear_error(tmp_path):
