@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lotto import masks as masks_lib
-from lotto import pruning
+from lotto import pruning, selection
 from lotto.models import create_model
-from lotto.scores import ScoringContext
+from lotto.scores import ScoringContext, make_scorer
 from lotto.state import init_variables
 
 MODELS = {"lenet300": ((28, 28, 1), 10), "vgg16_bn": ((32, 32, 3), 100)}
@@ -47,10 +47,18 @@ def critical_compression(method, model, shape, classes, seed, tol):
   x = jax.random.normal(key, (10 * classes, *shape))
   y = jnp.repeat(jnp.arange(classes), 10)
 
+  ones = masks_lib.ones_like(params)
+  if pruning.default_iterations(method) == 1:
+    # Single-shot: the scores do not depend on c; score once (the key of
+    # pruning.prune's round 0), then only the selection runs per bisection step.
+    scores = make_scorer(method, ctx)(params, ones, stats, (x, y), jax.random.fold_in(key, 0))
+    prune_at = lambda c: selection.prune_to_density(scores, ones, prunable, 10.0 ** -c)
+  else:
+    prune_at = lambda c: pruning.prune(method, ctx, params, ones, prunable, 10.0 ** -c, key,
+                                       batch_stats=stats, batch=(x, y))
+
   def collapses(c):
-    masks = pruning.prune(method, ctx, params, masks_lib.ones_like(params), prunable, 10.0 ** -c,
-                          key, batch_stats=stats, batch=(x, y))
-    return any(r["collapsed"] for r in masks_lib.layer_report(masks, prunable))
+    return any(r["collapsed"] for r in masks_lib.layer_report(prune_at(c), prunable))
 
   if not collapses(c_max):
     return None, c_max
