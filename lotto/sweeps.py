@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 
 import ml_collections
 
@@ -68,15 +69,20 @@ def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   cells = cell_configs(config)
   runs.prepare_workdir(config, workdir)
   results = []
+  done = sum(os.path.exists(os.path.join(workdir, "cells", name, runs.RESULTS_FILE))
+             for name, _ in cells)
+  print(f"prune_sweep: {len(cells)} cells, {done} already finished", flush=True)
   for index, (name, cell) in enumerate(cells):
     cell_dir = os.path.join(workdir, "cells", name)
     path = os.path.join(cell_dir, runs.RESULTS_FILE)
     if os.path.exists(path):
       result = runs.read_json(path)
     else:
-      if config.train.verbose:
-        print(f"[{index + 1}/{len(cells)}] {name}", flush=True)
+      start = time.perf_counter()
       result = run_prune(cell, cell_dir)
+      print(f"[{index + 1}/{len(cells)}] {name}: final test accuracy "
+            f"{result['final_test_accuracy']:.2%} ({time.perf_counter() - start:.0f} s)",
+            flush=True)
     results.append({"cell": name, "seed": cell.seed, **{k: v for k, v in result.items()
                                                         if k != "history"}})
   summary = {"mode": "prune_sweep", "config_hash": runs.config_hash(config), "cells": results}

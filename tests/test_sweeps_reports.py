@@ -18,9 +18,14 @@ def test_sweep_runs_cells_skips_finished_and_reports(tiny_config, tmp_path, caps
   tiny_config.sweep.seeds = (0,)
   summary = run_prune_sweep(tiny_config, str(tmp_path))
   assert len(summary["cells"]) == 8
+  out = capsys.readouterr().out
+  assert "prune_sweep: 8 cells, 0 already finished" in out
+  assert "[8/8] random_d0.1_shuffle_s0: final test accuracy" in out
   cell = tmp_path / "cells" / "magnitude_d0.1_none_s0" / runs.RESULTS_FILE
   stamp = os.path.getmtime(cell)
   again = run_prune_sweep(tiny_config, str(tmp_path))  # every cell is skipped
+  out = capsys.readouterr().out
+  assert "8 cells, 8 already finished" in out and "[1/8]" not in out
   assert os.path.getmtime(cell) == stamp
   assert [c["final_test_accuracy"] for c in again["cells"]] == \
       [c["final_test_accuracy"] for c in summary["cells"]]

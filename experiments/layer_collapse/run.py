@@ -58,7 +58,11 @@ def critical_compression(method, model, shape, classes, seed, tol):
                                        batch_stats=stats, batch=(x, y))
 
   def collapses(c):
-    return any(r["collapsed"] for r in masks_lib.layer_report(prune_at(c), prunable))
+    start = time.perf_counter()
+    collapsed = [r["name"] for r in masks_lib.layer_report(prune_at(c), prunable) if r["collapsed"]]
+    print(f"  {method} c={c:.3f}: {'collapsed ' + ', '.join(collapsed) if collapsed else 'no layer empty'}"
+          f" ({time.perf_counter() - start:.0f} s)", flush=True)
+    return bool(collapsed)
 
   if not collapses(c_max):
     return None, c_max
