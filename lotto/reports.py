@@ -100,6 +100,43 @@ def plot_accuracy_vs_density(results: list[dict], path: str) -> None:
   plt.close(fig)
 
 
+def plot_accuracy_vs_prune_step(results: list[dict], path: str) -> bool:
+  """Accuracy against the pruning step k, one line per method, one panel per density.
+
+  Only for results with more than one pruning step (a `sweep.at_steps` sweep);
+  k = 0 is pruning at initialization. Returns whether a plot was written.
+  """
+  groups = _group(results)
+  steps = sorted({k[2] for k in groups})
+  if len(steps) < 2:
+    return False
+  plt = _pyplot()
+  densities = sorted({k[3] for k in groups}, reverse=True)
+  fig, axes = plt.subplots(1, len(densities), figsize=(4.5 * len(densities), 3.8), squeeze=False)
+  for ax, d in zip(axes[0], densities):
+    for method, ablation in sorted({k[:2] for k in groups}):
+      ks = [k for k in steps if (method, ablation, k, d) in groups]
+      if not ks:
+        continue
+      means = [100 * np.mean(groups[(method, ablation, k, d)]) for k in ks]
+      stds = [100 * np.std(groups[(method, ablation, k, d)]) for k in ks]
+      ax.errorbar(ks, means, yerr=stds, marker="o", capsize=3,
+                  label=_series_label(method, ablation, 0))
+    ax.set_xscale("symlog", linthresh=max(1, min(k for k in steps if k > 0)))
+    ax.set_xticks(steps)
+    ax.set_xticklabels([str(k) for k in steps])
+    ax.set_xlabel("pruning step k (0 = at initialization)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(f"density {d:g}")
+    ax.grid(True, alpha=0.3)
+  axes[0][0].legend(fontsize=7)
+  fig.suptitle("Pruning later in training: accuracy vs pruning step")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
+
+
 def plot_layer_densities(results: list[dict], density: float, path: str) -> None:
   plt = _pyplot()
   chosen = {}
@@ -161,7 +198,11 @@ def write_prune_report(workdir: str) -> str:
   lowest = min(r["target_density"] for r in results)
   layers_png = os.path.join(workdir, "layer_densities.png")
   plot_layer_densities(results, lowest, layers_png)
-  return f"{table}\nplots: {accuracy_png}, {layers_png}"
+  plots = [accuracy_png, layers_png]
+  steps_png = os.path.join(workdir, "accuracy_vs_prune_step.png")
+  if plot_accuracy_vs_prune_step(results, steps_png):
+    plots.append(steps_png)
+  return f"{table}\nplots: {', '.join(plots)}"
 
 
 # ----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ def test_sweep_runs_cells_skips_finished_and_reports(tiny_config, tmp_path, caps
   assert "random (shuffle)" in table and "magnitude" in table and "(1)" in table
   for png in ("accuracy_vs_density.png", "layer_densities.png"):
     assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+  assert not (tmp_path / "accuracy_vs_prune_step.png").exists()  # one pruning step only
   # the CLI report regenerates the same table
   os.remove(tmp_path / "report.txt")
   result = run_cli("report", f"--workdir={tmp_path}")
@@ -57,6 +58,7 @@ def test_sweep_over_pruning_steps_labels_cells_and_rows(tiny_config, tmp_path):
   table = (tmp_path / "report.txt").read_text().splitlines()
   assert any(line.startswith("magnitude @20it ") for line in table)
   assert any(line.startswith("magnitude ") and "@" not in line for line in table)
+  assert (tmp_path / "accuracy_vs_prune_step.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_sweep_rejects_a_pruning_step_past_training_before_running_cells(tiny_config, tmp_path):
