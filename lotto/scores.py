@@ -88,14 +88,14 @@ def snip(ctx, params, masks, batch_stats, batch, key) -> Scores:
 
 
 def _hessian_gradient(ctx, params, batch_stats, batch):
+  """H g of the tempered loss, g its gradient (g held constant).
+
+  Forward-over-reverse (a JVP of the gradient along g): the same product as
+  differentiating g . grad(L) again, at about half the cost (BUILD_NOTES.md).
+  """
   loss = lambda p: _loss(ctx, p, batch_stats, batch, ctx.temperature)  # noqa: E731
   g = jax.lax.stop_gradient(jax.grad(loss)(params))
-
-  def g_dot_grad(p):
-    grads = jax.grad(loss)(p)
-    return sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(grads)))
-
-  return jax.grad(g_dot_grad)(params)  # H g
+  return jax.jvp(jax.grad(loss), (params,), (g,))[1]
 
 
 @SCORES.register("grasp")
