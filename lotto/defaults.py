@@ -27,7 +27,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "mlp"
-  config.model.init = "torch"        # torch (kaiming-normal fan-in) | flax
+  config.model.init = "torch"        # torch (open_lth) | kaiming (zero biases) | flax
   config.model.widths = (500, 500)   # hidden widths, used by "mlp" only
 
   config.optimizer = ml_collections.ConfigDict()

@@ -52,6 +52,35 @@ def test_synflow_conservation(model, shape):
     assert layer_sum == pytest.approx(total, rel=1e-10)
 
 
+@pytest.mark.parametrize("init, conserved", [("kaiming", True), ("torch", False)])
+def test_synflow_conservation_on_a_registered_conv_net_needs_zero_biases(init, conserved):
+  # conv2 (two convs, a max-pool, three dense layers, biases): with zero biases
+  # every kernel's scores sum to R; PyTorch-default biases inject extra flow.
+  model = create_model("conv2", 10, init)
+  params, stats = init_variables(model, jax.random.PRNGKey(0), (32, 32, 3))
+  prunable = masks_lib.select_prunable(params)
+  scores = make_scorer("synflow", ScoringContext(model.apply, (32, 32, 3)))(
+      params, masks_lib.ones_like(params), stats, None, None)
+  sums = [float(np.sum(np.asarray(s, np.float64)))
+          for s, f in zip(jax.tree.leaves(scores), jax.tree.leaves(prunable)) if f]
+  spread = (max(sums) - min(sums)) / max(sums)
+  assert (spread < 1e-10) if conserved else (spread > 1e-3), (init, sums)
+
+
+def test_kaiming_init_is_torch_kernels_with_zero_biases():
+  torch_params, _ = init_variables(create_model("conv2", 10, "torch"), jax.random.PRNGKey(0),
+                                   (32, 32, 3))
+  kaiming_params, _ = init_variables(create_model("conv2", 10, "kaiming"),
+                                     jax.random.PRNGKey(0), (32, 32, 3))
+  for path, leaf in jax.tree_util.tree_leaves_with_path(kaiming_params):
+    name = jax.tree_util.keystr(path)
+    if name.endswith("['bias']"):
+      assert not np.any(np.asarray(leaf)), name
+  chex.assert_trees_all_equal(
+      {k: v["kernel"] for k, v in kaiming_params.items()},
+      {k: v["kernel"] for k, v in torch_params.items()})
+
+
 def test_synflow_neuronwise_conservation():
   params, scores, _ = _synflow64(BiasFreeMLP(), (6,))
   # per hidden neuron: sum of incoming scores == sum of outgoing scores

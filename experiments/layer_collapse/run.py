@@ -37,6 +37,7 @@ METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
 
 
 def critical_compression(method, model, shape, classes, seed, tol):
+  """(critical compression or None, maximal compression) of one method and seed."""
   params, stats = init_variables(model, jax.random.PRNGKey(seed), shape)
   prunable = masks_lib.select_prunable(params)
   _, total = masks_lib.count(masks_lib.ones_like(params), prunable)
@@ -79,12 +80,14 @@ def main() -> None:
   parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--seeds", default="0")
   parser.add_argument("--tol", type=float, default=0.05)
+  parser.add_argument("--init", default="kaiming",
+                      help="model init: kaiming (zero biases, as Synaptic-Flow's study), torch, flax")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
   args = parser.parse_args()
   results = {}
   for name in args.models.split(","):
     shape, classes = MODELS[name]
-    model = create_model(name, classes)
+    model = create_model(name, classes, args.init)
     for method in args.methods.split(","):
       values = []
       for seed in (int(s) for s in args.seeds.split(",")):
@@ -94,7 +97,7 @@ def main() -> None:
         print(f"{name} {method} seed {seed}: critical compression "
               f"{'none' if c is None else f'{c:.2f}'} (max {c_max:.2f}; "
               f"{time.perf_counter() - start:.0f} s)", flush=True)
-      results[f"{name}/{method}"] = {"critical": values, "max": c_max}
+      results[f"{name}/{method}"] = {"critical": values, "max": c_max, "init": args.init}
   with open(args.out, "w") as handle:
     json.dump(results, handle, indent=2)
   print(f"\n{'model/method':<22} {'critical c (per seed)':<24} {'max c':>6} {'published':>9}")

@@ -60,7 +60,7 @@ def create_model(name: str, num_classes: int, init: str = "torch", **options: An
   Args:
     name: a registered model name (see `MODELS.names()`).
     num_classes: size of the output layer.
-    init: "torch" (PyTorch-reference init) or "flax" (Flax defaults).
+    init: "torch" (open_lth), "kaiming" (zero biases, Synaptic-Flow) or "flax".
     **options: model-specific options (only `widths` for "mlp").
 
   Raises:

@@ -1,9 +1,13 @@
 """Dense/Conv/BatchNorm builders with selectable initialisation schemes.
 
-Two schemes:
-  * "torch": what the PyTorch references (open_lth, Synaptic-Flow) use:
+Three schemes:
+  * "torch": open_lth's (PyTorch layers with kaiming-normal weights):
     kernels ~ N(0, 2/fan_in) (kaiming-normal, fan-in, *not* truncated),
-    biases ~ U(-1/sqrt(fan_in), +1/sqrt(fan_in)).
+    biases ~ U(-1/sqrt(fan_in), +1/sqrt(fan_in)) (PyTorch's default).
+  * "kaiming": the same kernels with zero biases, as Synaptic-Flow's
+    lottery_vgg / lottery_resnet initialise them. SynFlow's conservation (every
+    layer's scores sum to R) needs zero biases: |bias| > 0 injects flow
+    downstream of the pruned layers (BUILD_NOTES.md, layer collapse).
   * "flax": Flax defaults (lecun-normal kernels, zero biases).
 Bias initialisation needs the fan-in, which Flax's bias_init does not receive,
 so these helpers compute it from the input and pass a closed-over initializer.
@@ -19,7 +23,7 @@ import jax.numpy as jnp
 
 from lotto.errors import ConfigError
 
-INIT_SCHEMES = ("torch", "flax")
+INIT_SCHEMES = ("torch", "kaiming", "flax")
 
 # PyTorch's BN momentum 0.1 corresponds to Flax momentum 0.9.
 BN_MOMENTUM = 0.9
@@ -44,6 +48,8 @@ def _inits(init: str, fan_in: int):
   _check_scheme(init)
   if init == "torch":
     return nn.initializers.variance_scaling(2.0, "fan_in", "normal"), _uniform_bias(fan_in)
+  if init == "kaiming":
+    return nn.initializers.variance_scaling(2.0, "fan_in", "normal"), nn.initializers.zeros_init()
   return nn.initializers.lecun_normal(), nn.initializers.zeros_init()
 
 
