@@ -43,6 +43,39 @@ def sortable_keys(scores: jax.Array) -> jax.Array:
   return jnp.where(bits < 0, ~unsigned, unsigned | sign)
 
 
+_DIGIT_BITS = 16
+
+
+def _kth_largest_key(keys: jax.Array, cand: jax.Array, k: jax.Array) -> jax.Array:
+  """The k-th largest key among candidates (k >= 1), by radix selection.
+
+  One histogram of a 16-bit digit per pass (4 passes for 64-bit keys, 2 for
+  32-bit), most significant digit first, among the candidates whose higher
+  digits equal the prefix chosen so far. Equals the largest t with
+  count(candidate keys >= t) >= k; 5x faster on CPU than bisecting on t bit by
+  bit (64 passes; BUILD_NOTES.md).
+  """
+  utype = keys.dtype
+  bits = 64 if utype == jnp.uint64 else 32
+  buckets = 1 << _DIGIT_BITS
+  prefix, remaining = jnp.asarray(0, utype), k
+  for step in range(bits // _DIGIT_BITS):
+    shift = jnp.asarray(bits - _DIGIT_BITS * (step + 1), utype)
+    digit = ((keys >> shift) & jnp.asarray(buckets - 1, utype)).astype(jnp.int32)
+    if step == 0:
+      match = cand
+    else:
+      high = shift + jnp.asarray(_DIGIT_BITS, utype)
+      match = cand & ((keys >> high) == (prefix >> high))
+    histogram = jnp.zeros(buckets, k.dtype).at[digit].add(match.astype(k.dtype))
+    at_least = jnp.cumsum(histogram[::-1])[::-1]  # matches with digit >= d
+    chosen = jnp.sum(at_least >= remaining) - 1  # the largest d with at_least[d] >= remaining
+    above = jnp.where(chosen + 1 < buckets, at_least[jnp.minimum(chosen + 1, buckets - 1)], 0)
+    remaining = remaining - above
+    prefix = prefix | (chosen.astype(utype) << shift)
+  return prefix
+
+
 def top_k_mask(scores: jax.Array, candidates: jax.Array, k: jax.Array) -> jax.Array:
   """Bool mask of exactly min(k, #candidates) highest-scoring candidates.
 
@@ -57,17 +90,9 @@ def top_k_mask(scores: jax.Array, candidates: jax.Array, k: jax.Array) -> jax.Ar
   shape = scores.shape
   keys = sortable_keys(scores.ravel())
   cand = candidates.ravel()
-  utype = keys.dtype
-  bits = 64 if utype == jnp.uint64 else 32
-  k = jnp.minimum(jnp.asarray(k, jnp.int64 if bits == 64 else jnp.int32), cand.sum())
-  # Bisection for t = the largest key with count(keys >= t among candidates) >= k,
-  # built bit by bit from the most significant one.
-  def body(i, t):
-    trial = t | (jnp.asarray(1, utype) << jnp.asarray(bits - 1 - i, utype))
-    count = jnp.sum(cand & (keys >= trial))
-    return jnp.where(count >= k, trial, t)
-
-  threshold = jax.lax.fori_loop(0, bits, body, jnp.asarray(0, utype))
+  count_type = jnp.int64 if keys.dtype == jnp.uint64 else jnp.int32
+  k = jnp.minimum(jnp.asarray(k, count_type), cand.sum(dtype=count_type))
+  threshold = _kth_largest_key(keys, cand, k)
   above = cand & (keys > threshold)
   at = cand & (keys == threshold)
   need = k - above.sum()

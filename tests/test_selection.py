@@ -44,6 +44,25 @@ def test_exact_counts_on_random_scores_with_many_ties(density):
   assert int(layer["y"]["kernel"].sum()) == round(density * 1000)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("k", [1, 2, 97, 2500, 4999, 5000, 9000])
+def test_top_k_mask_matches_a_stable_sort_oracle(dtype, k):
+  # negatives, +-0.0, heavy ties, huge and tiny magnitudes, a candidate subset
+  rng = np.random.default_rng(k)
+  values = np.round(rng.standard_normal(10000), 1) * 10.0 ** rng.integers(-30, 30, 10000)
+  values[rng.random(10000) < 0.2] = 0.0
+  values[rng.random(10000) < 0.05] = -0.0
+  cand = rng.random(10000) < 0.5
+  values = values.astype(dtype)
+  with jax.enable_x64(dtype == "float64"):
+    kept = np.asarray(selection.top_k_mask(jnp.asarray(values), jnp.asarray(cand),
+                                           jnp.asarray(k)))
+  order = [i for i in np.lexsort((np.arange(10000), -(values + 0.0))) if cand[i]]
+  expected = np.zeros(10000, bool)
+  expected[order[:k]] = True  # highest first, ties by lower flat index
+  np.testing.assert_array_equal(kept, expected)
+
+
 def test_selection_keeps_the_highest_scores():
   scores = jax.random.normal(jax.random.PRNGKey(1), (1000,))
   kept = selection.top_k_mask(scores, jnp.ones(1000, bool), 137)
