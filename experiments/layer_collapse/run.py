@@ -122,8 +122,19 @@ def _plot(results, path):
         crit = [value["max"] if c is None else c for c in value["critical"]]
         values.append(float(np.mean(crit)))
         maxima.append(value["max"])
-    ax.bar(names, values, color="tab:blue")
+    bars = ax.bar(names, values, color="tab:blue")
+    for bar, name in zip(bars, names):
+      crit = results[f"{model}/{name}"]["critical"]
+      text = "no collapse" if all(c is None for c in crit) else f"{bar.get_height():.2f}"
+      ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                  ha="center", va="bottom", fontsize=8)
+    published = [PUBLISHED_VGG16.get(n) for n in names] if model.startswith("vgg16") else []
+    if any(p is not None for p in published):
+      ax.scatter([n for n, p in zip(names, published) if p is not None],
+                 [p for p in published if p is not None], color="tab:red", marker="x",
+                 zorder=3, label="published (Tanaka et al.)")
     ax.axhline(maxima[0], color="k", linestyle="--", label="max (one weight/layer)")
+    ax.set_ylim(0, maxima[0] * 1.15)
     ax.set_title(f"{model}: critical compression")
     ax.set_ylabel("log10(1 / density)")
     ax.legend(loc="upper left", fontsize=8)
