@@ -55,6 +55,9 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
     cell.prune.method, cell.prune.density, cell.prune.compression = method, density, 0.0
     cell.prune.ablation, cell.prune.at_step = ablation, at_step
     cells.append((cell_name(method, density, ablation, seed, at_step), cell))
+  if not cells:
+    raise ConfigError("the sweep has no cells: sweep.methods, sweep.densities and "
+                      "sweep.ablations must each list at least one value")
   exp = create_experiment(cells[0][1])
   for at_step in sweep.at_steps:  # before any cell runs: steps past the end of training
     steps = exp.duration(at_step, "sweep.at_steps entry")

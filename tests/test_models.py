@@ -102,5 +102,5 @@ def test_output_layer_is_named_output_and_excludable():
 def test_unknown_model_lists_choices():
   with pytest.raises(ConfigError, match="valid choices: .*lenet300"):
     create_model("lenet301", 10)
-  with pytest.raises(ConfigError, match="torch, flax"):
+  with pytest.raises(ConfigError, match="valid choices: torch, kaiming, flax"):
     create_model("lenet300", 10, init="xavier")

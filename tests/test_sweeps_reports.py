@@ -70,6 +70,13 @@ def test_sweep_rejects_a_pruning_step_past_training_before_running_cells(tiny_co
   assert not (tmp_path / "cells").exists()
 
 
+def test_sweep_with_an_empty_list_is_a_clear_error(tiny_config, tmp_path):
+  tiny_config.mode = "prune_sweep"
+  tiny_config.sweep.methods = ()
+  with pytest.raises(ConfigError, match="the sweep has no cells"):
+    run_prune_sweep(tiny_config, str(tmp_path))
+
+
 def test_report_on_empty_workdir_is_a_clear_error(tmp_path):
   result = run_cli("report", f"--workdir={tmp_path}")
   assert result.returncode == 2 and "no results (results.json of a prune" in result.stderr
