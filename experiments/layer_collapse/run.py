@@ -85,6 +85,8 @@ def main() -> None:
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.json"))
   args = parser.parse_args()
   results = {}
+  print(f"init {args.init}; SNIP and GraSP score a SYNTHETIC class-balanced batch (Gaussian "
+        "inputs, 10 per class), not the real data", flush=True)
   for name in args.models.split(","):
     shape, classes = MODELS[name]
     model = create_model(name, classes, args.init)
