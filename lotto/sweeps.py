@@ -58,8 +58,11 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
   if not cells:
     raise ConfigError("the sweep has no cells: sweep.methods, sweep.densities and "
                       "sweep.ablations must each list at least one value")
-  exp = create_experiment(cells[0][1])
-  for at_step in sweep.at_steps:  # before any cell runs: steps past the end of training
+  later = [a for a in sweep.at_steps if parse_duration(a, 1, "sweep.at_steps entry") > 0]
+  if not later:  # pruning at init only: nothing to check against the training length
+    return cells
+  exp = create_experiment(cells[0][1])  # before any cell runs: steps past the end of training
+  for at_step in later:
     steps = exp.duration(at_step, "sweep.at_steps entry")
     if steps >= exp.total_steps:
       raise ConfigError(f"sweep.at_steps entry {at_step!r} ({steps} steps) is not before the "

@@ -40,7 +40,8 @@ def critical_compression(method, model, shape, classes, seed, tol):
   """(critical compression or None, maximal compression) of one method and seed."""
   params, stats = init_variables(model, jax.random.PRNGKey(seed), shape)
   prunable = masks_lib.select_prunable(params)
-  _, total = masks_lib.count(masks_lib.ones_like(params), prunable)
+  ones = masks_lib.ones_like(params)
+  _, total = masks_lib.count(ones, prunable)
   layers = sum(jax.tree.leaves(prunable))
   c_max = math.log10(total / layers)
   ctx = ScoringContext(model.apply, shape)
@@ -48,7 +49,6 @@ def critical_compression(method, model, shape, classes, seed, tol):
   x = jax.random.normal(key, (10 * classes, *shape))
   y = jnp.repeat(jnp.arange(classes), 10)
 
-  ones = masks_lib.ones_like(params)
   if pruning.default_iterations(method) == 1:
     # Single-shot: the scores do not depend on c; score once (the key of
     # pruning.prune's round 0), then only the selection runs per bisection step.
