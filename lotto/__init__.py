@@ -1,3 +1,51 @@
-"""lotto: sparse-network research (pruning at init, lottery tickets) on JAX."""
+"""lotto: sparse-network research on JAX (pruning at init, lottery tickets, sparse training).
+
+The entry points a notebook needs, each `fn(config, workdir) -> results`
+exactly as the `lotto` command runs them:
+
+    import lotto
+    config = lotto.get_base_config()        # or lotto.load_config("configs/test.py")
+    results = lotto.run_imp(config, "/tmp/imp")
+    print(lotto.write_report("/tmp/imp"))
+
+`run_train`, `run_prune`, `run_sweep`, `run_imp`, `run_stability`, `run_job`
+(by `config.mode`), `write_report`. They are imported on first use, so
+`import lotto` itself loads no JAX.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
 
 __version__ = "0.1.0"
+
+_ENTRY_POINTS = {
+    "get_base_config": ("lotto.jobs.defaults", "get_base_config"),
+    "run_job": ("lotto.jobs", "run_job"),
+    "run_train": ("lotto.jobs.train", "run_train"),
+    "run_prune": ("lotto.jobs.prune", "run_prune"),
+    "run_sweep": ("lotto.jobs.sweep", "run_prune_sweep"),
+    "run_imp": ("lotto.jobs.imp", "run_imp"),
+    "run_stability": ("lotto.jobs.stability", "run_stability"),
+    "write_report": ("lotto.reports", "write_report"),
+}
+
+__all__ = sorted([*_ENTRY_POINTS, "load_config"])
+
+
+def load_config(path: str, argument: str | None = None):
+  """The `get_config(argument)` of a config file (e.g. "configs/mnist1d_mlp.py")."""
+  spec = importlib.util.spec_from_file_location("lotto_user_config", path)
+  if spec is None or spec.loader is None:
+    raise FileNotFoundError(f"no config file at {path}")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config() if argument is None else module.get_config(argument)
+
+
+def __getattr__(name: str) -> Any:
+  if name in _ENTRY_POINTS:
+    module, attribute = _ENTRY_POINTS[name]
+    return getattr(importlib.import_module(module), attribute)
+  raise AttributeError(f"module 'lotto' has no attribute {name!r}")

@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lotto.errors import ConfigError
+from lotto.core.errors import ConfigError
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a get_config() file.",
@@ -48,9 +48,11 @@ def main(argv: list[str]) -> None:
   if argv[1:] == ["report"]:
     if not _WORKDIR.value:
       _fail("--workdir is required")
+    # Imported here so `lotto --help` stays fast (no JAX).
     from lotto.reports import write_report  # pylint: disable=import-outside-toplevel
+    from lotto.runtime.devices import note  # pylint: disable=import-outside-toplevel
     try:
-      print(write_report(_WORKDIR.value))
+      note(write_report(_WORKDIR.value))
     except ConfigError as error:
       _fail(str(error))
     return

@@ -14,11 +14,11 @@ import time
 
 import jax
 
-from lotto import masks as masks_lib
+from lotto.core import masks as masks_lib
 from lotto import pruning
 from lotto.models import create_model
-from lotto.scores import ScoringContext
-from lotto.state import init_variables
+from lotto.core.scores import ScoringContext
+from lotto.models import init_variables
 
 
 def main() -> None:

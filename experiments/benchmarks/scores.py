@@ -15,11 +15,12 @@ import time
 import jax
 import jax.numpy as jnp
 
-from lotto import masks as masks_lib
-from lotto import pruning, selection
+from lotto.core import masks as masks_lib
+from lotto import pruning
+from lotto.core import selection
 from lotto.models import create_model
-from lotto.scores import SCORES, ScoringContext, make_scorer
-from lotto.state import init_variables
+from lotto.core.scores import SCORES, ScoringContext, make_scorer
+from lotto.models import init_variables
 
 MODELS = {"lenet300": ((28, 28, 1), 10), "resnet20": ((32, 32, 3), 10),
           "vgg16_bn": ((32, 32, 3), 100)}

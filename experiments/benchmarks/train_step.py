@@ -1,4 +1,5 @@
-"""Train-step throughput: dense vs masked, per-step dispatch vs scanned loop.
+"""Train-step throughput: dense (a plain optax step, no masks) vs masked (lotto's step),
+per-step dispatch vs scanned loop.
 
 Prints steps/s (median over repeats) for LeNet-300-100 at batch 60 and
 ResNet-20 at batch 128 on synthetic data of the right shapes, with the ratios
@@ -21,11 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lotto import masks as masks_lib
-from lotto import optim
-from lotto.models import create_model
-from lotto.state import create_train_state, init_variables
-from lotto.train import InputSpec, make_train_block, make_train_step
+from lotto.core import masks as masks_lib
+from lotto.data.inputs import InputSpec
+from lotto.models import create_model, init_variables
+from lotto.train import optim
+from lotto.train.block import make_train_block
+from lotto.train.state import create_train_state
+from lotto.train.step import cross_entropy, make_train_step, model_variables
 
 SETUPS = {  # name -> (input shape, batch, steps per timed run, steps in a timed scan, optimizer)
     "lenet300": ((28, 28, 1), 60, 500, 500, "adam"),
@@ -42,6 +45,29 @@ def _state(model, shape, tx, masked: bool):
   return create_train_state(params, stats, masks, tx, jax.random.PRNGKey(2))
 
 
+def plain_dense_step(apply_fn, tx, schedule, inputs):
+  """The dense baseline: an optax step with no masks anywhere (what lotto's step adds to)."""
+
+  def step(state, raw, labels):
+    x = inputs(raw, jax.random.fold_in(state.rng, state.step))
+
+    def loss_fn(params):
+      variables = model_variables(params, state.batch_stats)
+      if state.batch_stats:
+        logits, updated = apply_fn(variables, x, train=True, mutable=["batch_stats"])
+        return cross_entropy(logits, labels).mean(), updated["batch_stats"]
+      return cross_entropy(apply_fn(variables, x, train=True), labels).mean(), state.batch_stats
+
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    direction, opt_state = tx.update(grads, state.opt_state, state.params)
+    lr = schedule(state.step)
+    params = jax.tree.map(lambda p, u: p - lr * u, state.params, direction)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         batch_stats=stats), {"loss": loss}
+
+  return step
+
+
 def measure(name: str, repeats: int) -> dict[str, float]:
   shape, batch, steps, scan_steps, opt = SETUPS[name]
   model = create_model(name, 10)
@@ -55,7 +81,7 @@ def measure(name: str, repeats: int) -> dict[str, float]:
                         jnp.int32)
   out = {}
   for masked in (False, True):
-    step_fn = make_train_step(model.apply, tx, schedule, inputs, use_masks=masked)
+    step_fn = (make_train_step if masked else plain_dense_step)(model.apply, tx, schedule, inputs)
     label = "masked" if masked else "dense"
     for mode, loop, count in (("per_step", "step", steps), ("scan", "scan", scan_steps)):
       block = make_train_block(step_fn, loop)

@@ -24,11 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lotto import masks as masks_lib
-from lotto import pruning, selection
+from lotto.core import masks as masks_lib
+from lotto import pruning
+from lotto.core import selection
 from lotto.models import create_model
-from lotto.scores import ScoringContext, make_scorer
-from lotto.state import init_variables
+from lotto.core.scores import ScoringContext, make_scorer
+from lotto.models import init_variables
 
 MODELS = {"lenet300": ((28, 28, 1), 10), "vgg16_bn": ((32, 32, 3), 100)}
 PUBLISHED_VGG16 = {"magnitude": 2.75, "random": 3.33, "snip": 3.58, "grasp": 3.58,

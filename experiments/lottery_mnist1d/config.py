@@ -13,7 +13,7 @@ Run three seeds (about 5 minutes each on one core), then the report:
   done
   lotto report --workdir=runs/lottery_mnist1d
 """
-from lotto import defaults
+from lotto.jobs import defaults
 
 
 def get_config():

@@ -7,7 +7,7 @@ Reduced grid actually run so far (see README.md here):
       --config.sweep.ablations='("none","shuffle")' --config.sweep.seeds='(0,)'
 Then: lotto report --workdir=runs/pai_mnist1d_small
 """
-from lotto import defaults
+from lotto.jobs import defaults
 
 
 def get_config():

@@ -9,7 +9,7 @@ densities x four pruning steps x three seeds = 120 cells (about 20 minutes on
 Then: lotto report --workdir=runs/pai_mnist1d_late (one table row per method
 and pruning step; plot accuracy_vs_density.png).
 """
-from lotto import defaults
+from lotto.jobs import defaults
 
 
 def get_config():

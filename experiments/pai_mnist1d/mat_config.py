@@ -11,7 +11,7 @@ Run for every density and seed of the sweep (about 4 minutes in all):
         --workdir=runs/pai_mnist1d_mat/f${f}_s$s --config.seed=$s --config.imp.fraction=$f
   done; done
 """
-from lotto import defaults
+from lotto.jobs import defaults
 
 
 def get_config():

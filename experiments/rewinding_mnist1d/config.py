@@ -9,7 +9,7 @@ Run (about 10 minutes on 2 cores):
   lotto --config=experiments/rewinding_mnist1d/config.py --workdir=runs/rewinding_mnist1d
   lotto report --workdir=runs/rewinding_mnist1d
 """
-from lotto import defaults
+from lotto.jobs import defaults
 
 
 def get_config():

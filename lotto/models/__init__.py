@@ -6,18 +6,20 @@ whose `__call__(x, train)` returns logits. The output layer is always named
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from lotto.errors import ConfigError
+from lotto.core.errors import ConfigError
 from lotto.models.conv import ConvNet, LeNet5
 from lotto.models.layers import INIT_SCHEMES
 from lotto.models.mlp import MLP
 from lotto.models.resnet import ResNet
 from lotto.models.vgg import VGG, VGG_LAYOUTS
-from lotto.registry import Registry
+from lotto.core.registry import Registry
+from lotto.core.types import Params, PyTree
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
@@ -75,12 +77,9 @@ def create_model(name: str, num_classes: int, init: str = "torch", **options: An
     raise ConfigError(f"model {name!r} does not take options {sorted(options)}: {error}") from None
 
 
-def conv_net_on_cpu(params: Any) -> bool:
-  """True for a model with conv kernels (ndim 4) on the CPU backend.
-
-  XLA:CPU convolutions lose their fast path inside compiled loops (scan,
-  fori_loop; see BUILD_NOTES.md), so training and iterative pruning dispatch
-  one compiled step / round at a time for these models.
-  """
-  has_conv = any(getattr(p, "ndim", 0) == 4 for p in jax.tree.leaves(params))
-  return has_conv and jax.default_backend() == "cpu"
+def init_variables(model: nn.Module, key: jax.Array,
+                   input_shape: Sequence[int]) -> tuple[Params, PyTree]:
+  """Initialises a model; returns (params, batch_stats) ({} if no BN)."""
+  dummy = jnp.zeros((1, *input_shape), jnp.float32)
+  variables = model.init(key, dummy, train=False)
+  return variables["params"], variables.get("batch_stats", {})

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lotto.errors import ConfigError
+from lotto.core.errors import ConfigError
 
 INIT_SCHEMES = ("torch", "kaiming", "flax")
 

@@ -1,0 +1,155 @@
+"""Pruning scores ("higher = keep"), one signature for every method.
+
+    scores = method(ctx, params, masks, batch_stats, batch, key)
+
+`ctx` (a `ScoringContext`) holds the static parts (apply_fn, input shape);
+`batch` is (inputs, labels) preprocessed, or None for data-free methods.
+Every method returns a pytree with the params' treedef (non-prunable leaves
+get scores too; selection ignores them). `make_scorer` returns the jitted
+function, built once per (method, model), so calling it again with the same
+shapes never retraces.
+
+Conventions (ALGORITHMS.md): SNIP = |theta * g| with the gradient taken on
+one class-balanced batch; GraSP keep-score = theta * Hg with logits / T,
+T = 200 (remove the smallest); grasp_abs = |theta * Hg|; SynFlow =
+|theta| * dR/d|theta| with an all-ones input, BN in eval mode, computed in
+float64 by default (x64 enabled only inside the scoring call).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lotto.core import masks as masks_lib
+from lotto.core.registry import Registry
+from lotto.core.types import ApplyFn, Masks, Params, PyTree, Scores
+
+Batch = tuple[jax.Array, jax.Array] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringContext:
+  """Static information a score needs.
+
+  Attributes:
+    apply_fn: `model.apply(variables, x, train=...)`.
+    input_shape: shape of one example (for SynFlow's all-ones input).
+    temperature: GraSP's logit temperature.
+    synflow_dtype: "float64" (default) or "float32".
+  """
+  apply_fn: ApplyFn
+  input_shape: tuple[int, ...]
+  temperature: float = 200.0
+  synflow_dtype: str = "float64"
+
+
+ScoreFn = Callable[[ScoringContext, Params, Masks, PyTree, Batch, jax.Array], Scores]
+SCORES: Registry[ScoreFn] = Registry("pruning method")
+DATA_DEPENDENT = ("snip", "grasp", "grasp_abs")
+
+
+def _variables(params, batch_stats):
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+def _loss(ctx: ScoringContext, params, batch_stats, batch, temperature: float = 1.0):
+  x, y = batch
+  logits = ctx.apply_fn(_variables(params, batch_stats), x, train=False)  # BN in eval mode
+  return optax.softmax_cross_entropy_with_integer_labels(logits / temperature, y).mean()
+
+
+@SCORES.register("magnitude")
+def magnitude(ctx, params, masks, batch_stats, batch, key) -> Scores:
+  """|theta|."""
+  del ctx, masks, batch_stats, batch, key
+  return jax.tree.map(jnp.abs, params)
+
+
+@SCORES.register("random")
+def random(ctx, params, masks, batch_stats, batch, key) -> Scores:
+  """I.i.d. uniform scores from `key` (one independent stream per leaf)."""
+  del ctx, masks, batch_stats, batch
+  leaves, treedef = jax.tree.flatten(params)
+  return jax.tree.unflatten(treedef, [
+      jax.random.uniform(jax.random.fold_in(key, i), p.shape) for i, p in enumerate(leaves)])
+
+
+@SCORES.register("snip")
+def snip(ctx, params, masks, batch_stats, batch, key) -> Scores:
+  """|theta * dL/dtheta| of the masked network on `batch` (= |dL/dc| at c = 1)."""
+  del key
+  masked = masks_lib.apply(params, masks)
+  grads = jax.grad(lambda p: _loss(ctx, p, batch_stats, batch))(masked)
+  return jax.tree.map(lambda p, g: jnp.abs(p * g), masked, grads)
+
+
+def _hessian_gradient(ctx, params, batch_stats, batch):
+  """H g of the tempered loss, g its gradient (g held constant).
+
+  Forward-over-reverse (a JVP of the gradient along g): the same product as
+  differentiating g . grad(L) again, at about half the cost (BUILD_NOTES.md).
+  """
+  loss = lambda p: _loss(ctx, p, batch_stats, batch, ctx.temperature)  # noqa: E731
+  g = jax.lax.stop_gradient(jax.grad(loss)(params))
+  return jax.jvp(jax.grad(loss), (params,), (g,))[1]
+
+
+@SCORES.register("grasp")
+def grasp(ctx, params, masks, batch_stats, batch, key) -> Scores:
+  """theta * Hg (keep the largest = remove the smallest), logits / T."""
+  del key
+  masked = masks_lib.apply(params, masks)
+  hg = _hessian_gradient(ctx, masked, batch_stats, batch)
+  return jax.tree.map(lambda p, h: p * h, masked, hg)
+
+
+@SCORES.register("grasp_abs")
+def grasp_abs(ctx, params, masks, batch_stats, batch, key) -> Scores:
+  """|theta * Hg| (the "Missing the Mark" variant)."""
+  return jax.tree.map(jnp.abs, grasp(ctx, params, masks, batch_stats, batch, key))
+
+
+@SCORES.register("synflow")
+def synflow(ctx, params, masks, batch_stats, batch, key) -> Scores:
+  """|theta| * dR/d|theta|, R = sum of outputs on an all-ones input (data-free).
+
+  Runs in the dtype of `params` (the scorer casts to float64 under x64).
+  """
+  del batch, key
+  dtype = jax.tree.leaves(params)[0].dtype
+  linear = masks_lib.apply(jax.tree.map(jnp.abs, params), masks)
+  stats = jax.tree.map(lambda s: s.astype(dtype), batch_stats)
+  ones = jnp.ones((1, *ctx.input_shape), dtype)
+
+  def total(p):
+    return jnp.sum(ctx.apply_fn(_variables(p, stats), ones, train=False))
+
+  grads = jax.grad(total)(linear)
+  return jax.tree.map(lambda p, g: p * g, linear, grads)
+
+
+def make_scorer(method: str, ctx: ScoringContext):
+  """The jitted scorer `fn(params, masks, batch_stats, batch, key) -> scores`.
+
+  SynFlow in float64 casts params to float64 and runs under `jax.enable_x64`,
+  returning float64 scores; call the selection under x64 too (see
+  `pruning.prune`), since ranking them in float32 would merge tiny scores.
+
+  Raises:
+    ConfigError: unknown method (listing the valid ones).
+  """
+  fn = SCORES.get(method)
+  jitted = jax.jit(lambda p, m, s, b, k: fn(ctx, p, m, s, b, k))
+  if method != "synflow" or ctx.synflow_dtype == "float32":
+    return jitted
+
+  def scorer(params, masks, batch_stats, batch, key):
+    with jax.enable_x64(True):
+      params64 = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
+      return jitted(params64, masks, batch_stats, batch, key)
+
+  return scorer

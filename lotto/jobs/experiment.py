@@ -1,0 +1,161 @@
+"""Builds everything a training run needs from a config (the config edge).
+
+`create_experiment(config)` reads the ConfigDict once and validates every
+field (names, numbers, durations) before anything touches the disk; the
+`Experiment` it returns holds typed fields only (no ConfigDict), and is the
+`TrainSetup` that `lotto.train.trainer.Trainer` trains.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import ml_collections
+import optax
+from flax import linen as nn
+from jax.sharding import Mesh
+
+from lotto import data as data_lib
+from lotto.core import masks as masks_lib
+from lotto.core.durations import parse_duration
+from lotto.core.errors import ConfigError
+from lotto.core.rng import purpose_key
+from lotto.core.types import Masks, Prunable
+from lotto.models import create_model, init_variables
+from lotto.runtime import devices
+from lotto.train import optim
+from lotto.train.state import TrainState, create_train_state
+
+
+def canonical_config(config: ml_collections.ConfigDict) -> dict:
+  """The config as plain JSON-able data (tuples become lists): what config.json holds."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+@dataclasses.dataclass
+class Experiment:
+  """A validated, built training setup.
+
+  Attributes:
+    run_config: the resolved config as JSON data (`canonical_config`): what
+      the workdir's config.json holds and its hash names.
+    seed: run seed.
+    dataset: the data (host arrays).
+    model: the Flax module.
+    tx: update-direction transformation.
+    schedule: LR as a function of the global step.
+    batch_size, steps_per_epoch, total_steps: training length.
+    eval_batch_size: batch size of evaluation.
+    eval_every, checkpoint_every: intervals in steps.
+    save_steps: steps whose checkpoints are kept (rewind points, the end).
+    prunable: which params may be pruned.
+    mesh: data-parallel mesh, or None for a single device.
+    loop: "auto" | "scan" | "step" (see `train.make_train_block`).
+    params_shape: ShapeDtypeStructs of the params.
+    verbose: print progress.
+  """
+  run_config: dict
+  seed: int
+  dataset: data_lib.Dataset
+  model: nn.Module
+  tx: optax.GradientTransformation
+  schedule: optim.Schedule
+  batch_size: int
+  eval_batch_size: int
+  steps_per_epoch: int
+  total_steps: int
+  eval_every: int
+  checkpoint_every: int
+  save_steps: frozenset[int]
+  prunable: Prunable
+  mesh: Mesh | None
+  loop: str
+  params_shape: object
+  verbose: bool
+
+  def duration(self, text: str, what: str) -> int:
+    """Parses a duration of this experiment ("500it", "2ep") into steps."""
+    return parse_duration(text, self.steps_per_epoch, what)
+
+  def init_params(self, key: jax.Array):
+    """(params, batch_stats) of a fresh init from `key`."""
+    return init_variables(self.model, key, self.dataset.input_shape)
+
+  def init_state(self, masks: Masks | None = None, init_key: jax.Array | None = None,
+                 step: int = 0) -> TrainState:
+    """A fresh TrainState (init from the seed's "init" stream unless given)."""
+    key = purpose_key(self.seed, "init") if init_key is None else init_key
+    params, batch_stats = self.init_params(key)
+    return create_train_state(params, batch_stats, masks, self.tx,
+                              purpose_key(self.seed, "step"), step=step)
+
+
+def _positive_int(value, what: str) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    raise ConfigError(f"{what} must be a positive integer; got {value!r}")
+  return value
+
+
+def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
+  """Validates `config` and builds the data, model, optimizer and schedule.
+
+  Raises:
+    ConfigError: any invalid field (one line naming it and the valid values).
+  """
+  batch_size = _positive_int(config.data.batch_size, "data.batch_size")
+  eval_batch_size = _positive_int(config.data.eval_batch_size, "data.eval_batch_size")
+  if not isinstance(config.seed, int):
+    raise ConfigError(f"seed must be an integer; got {config.seed!r}")
+  model_options = {"widths": tuple(config.model.widths)} if config.model.name == "mlp" else {}
+  # Validate the model name and init before loading any data.
+  create_model(config.model.name, 1, config.model.init, **model_options)
+  tx = optim.create_optimizer(
+      config.optimizer.name, weight_decay=config.optimizer.weight_decay,
+      momentum=config.optimizer.momentum, b1=config.optimizer.b1, b2=config.optimizer.b2,
+      eps=config.optimizer.eps, skip_bias_and_norm=config.optimizer.skip_bias_and_norm)
+  # Check names and numbers that need no data before loading any.
+  data_lib.DATASETS.get(config.data.name)
+  optim.create_schedule(config.schedule.name, config.optimizer.learning_rate, 1, 1,
+                        config.schedule.warmup, config.schedule.drops,
+                        config.schedule.drop_factor)
+  if config.train.loop not in devices.TRAIN_LOOPS:
+    raise ConfigError(f"unknown train.loop {config.train.loop!r}; valid choices: "
+                      f"{', '.join(devices.TRAIN_LOOPS)}")
+  for field in ("duration", "eval_every", "checkpoint_every"):
+    parse_duration(config.train[field], 1, f"train.{field}")
+
+  dataset = data_lib.load_dataset(
+      config.data.name, validation_size=config.data.validation_size,
+      data_dir=config.data.data_dir or None, download=config.data.download,
+      augment=config.data.augment, cache_dir=config.data.cache_dir or None)
+  model = create_model(config.model.name, dataset.num_classes, config.model.init,
+                       **model_options)
+  steps_per_epoch = len(dataset.x_train) // batch_size
+  if steps_per_epoch == 0:
+    raise ConfigError(f"data.batch_size={batch_size} exceeds the {len(dataset.x_train)} "
+                      "training examples")
+  total = parse_duration(config.train.duration, steps_per_epoch, "train.duration")
+  if total <= 0:
+    raise ConfigError(f"train.duration must be positive; got {config.train.duration!r}")
+  eval_every = max(1, parse_duration(config.train.eval_every, steps_per_epoch, "train.eval_every"))
+  ckpt_every = max(1, parse_duration(config.train.checkpoint_every, steps_per_epoch,
+                                     "train.checkpoint_every"))
+  save_steps = {parse_duration(s, steps_per_epoch, "train.save_at") for s in config.train.save_at}
+  beyond = sorted(s for s in save_steps if s > total)
+  if beyond:
+    raise ConfigError(f"train.save_at step {beyond[0]} is beyond the end of training ({total})")
+  schedule = optim.create_schedule(config.schedule.name, config.optimizer.learning_rate, total,
+                                   steps_per_epoch, config.schedule.warmup,
+                                   config.schedule.drops, config.schedule.drop_factor)
+  params_shape, _ = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0),
+                                                          dataset.input_shape))
+  prunable = masks_lib.select_prunable(params_shape, config.masks.include, config.masks.exclude)
+  return Experiment(
+      run_config=canonical_config(config), seed=config.seed, dataset=dataset, model=model,
+      tx=tx, schedule=schedule, batch_size=batch_size, eval_batch_size=eval_batch_size,
+      steps_per_epoch=steps_per_epoch, total_steps=total,
+      eval_every=eval_every, checkpoint_every=ckpt_every,
+      save_steps=frozenset(save_steps | {total}), prunable=prunable,
+      mesh=devices.create_mesh(config.data_parallel, batch_size), loop=config.train.loop,
+      params_shape=params_shape, verbose=bool(config.train.verbose))

@@ -1,0 +1,321 @@
+"""Iterative magnitude pruning with rewinding: the lottery-ticket job (`mode = "imp"`).
+
+Level 0 trains the dense network from theta_0 to T, keeping the rewind point
+theta_k (k = `imp.rewind`) and theta_T as checkpoints. Level L >= 1 ranks the
+surviving weights by |theta_T of level L-1|, keeps the target density
+((1 - f)**L of each layer's or of all weights), rewinds
+(params = theta_k * mask, a fresh optimizer state, the LR schedule and the data
+order continuing at step k) and trains to T. Branches (`lotto.jobs.branches`) run
+controls over chosen levels.
+
+Workdir layout (re-running the command resumes at any point):
+
+  config.json, results.json      the run's config; levels + branches so far
+  imp_report.txt, imp_*.png      level table and plots
+  level_<L>/masks.npz            the level's mask (written once)
+  level_<L>/layer_report.txt     per-layer counts and collapsed layers
+  level_<L>/checkpoints/         resume points and the kept final state
+  level_<L>/results.json         the level's metrics (written last: "done")
+  level_<L>/branches/<name>/     each branch's checkpoints and results.json
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from lotto import reports
+from lotto.core import connectivity, selection
+from lotto.core import masks as masks_lib
+from lotto.core.errors import ConfigError
+from lotto.core.types import Masks, Prunable
+from lotto.jobs import branches as branches_lib
+from lotto.jobs.experiment import Experiment, create_experiment
+from lotto.runtime import runs
+from lotto.runtime.devices import is_main_process, note
+from lotto.train.hooks import Hook
+from lotto.train.loop import load_state, train_run
+from lotto.train.state import TrainState, rewind
+from lotto.train.trainer import Trainer
+
+Target = float | Mapping[str, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImpSettings:
+  """The validated `config.imp` section.
+
+  Attributes:
+    levels: pruning levels after the dense level 0.
+    fractions: per prunable layer, the fraction of survivors pruned per level
+      (all equal to `imp.fraction` unless `imp.layer_fractions` says otherwise).
+    fraction: the global per-level fraction.
+    scope: "global" | "layerwise".
+    rewind_step: k, in steps.
+    branches: branch names (validated against `branches.BRANCHES`).
+    branch_levels: the levels branches run on.
+    start_point, mat_from: options of the "start" and
+      "magnitude_after_training" branches.
+    prunable: the layers IMP prunes (`masks.*` minus `imp.exclude`).
+  """
+  levels: int
+  fraction: float
+  fractions: dict[str, float]
+  scope: str
+  rewind_step: int
+  branches: tuple[str, ...]
+  branch_levels: tuple[int, ...]
+  start_point: str
+  mat_from: str
+  prunable: Prunable
+
+  def target(self, level: int) -> Target:
+    """The density after `level` levels: (1 - f)**L, global or per layer."""
+    if self.scope == "global":
+      return (1.0 - self.fraction) ** level
+    return {name: (1.0 - f) ** level for name, f in self.fractions.items()}
+
+
+def _fraction(value, what: str) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+    raise ConfigError(f"{what} must lie in (0, 1); got {value!r}")
+  return float(value)
+
+
+def _regex(pattern: str, what: str) -> re.Pattern:
+  try:
+    return re.compile(pattern)
+  except re.error as error:
+    raise ConfigError(f"{what}: bad regex {pattern!r} ({error})") from None
+
+
+def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment) -> ImpSettings:
+  """Validates `config.imp` (one-line ConfigErrors naming the field and valid values)."""
+  c = config.imp
+  if isinstance(c.levels, bool) or not isinstance(c.levels, int) or c.levels < 0:
+    raise ConfigError(f"imp.levels must be an integer >= 0; got {c.levels!r}")
+  fraction = _fraction(c.fraction, "imp.fraction")
+  selection.check_options(c.scope)
+  rewind_step = exp.duration(c.rewind, "imp.rewind")
+  if rewind_step >= exp.total_steps:
+    raise ConfigError(f"imp.rewind={c.rewind!r} ({rewind_step} steps) is not before the end of "
+                      f"training (train.duration={config.train.duration!r}, "
+                      f"{exp.total_steps} steps)")
+  exclude = "|".join(f"(?:{p})" for p in (config.masks.exclude, c.exclude) if p)
+  _regex(c.exclude, "imp.exclude")
+  prunable = masks_lib.select_prunable(exp.params_shape, config.masks.include, exclude)
+  names = [n for n, f in zip(masks_lib.leaf_names(prunable), jax.tree.leaves(prunable)) if f]
+  if not names:
+    raise ConfigError("imp.exclude and masks.* leave no layer to prune")
+  fractions = {n: fraction for n in names}
+  if c.layer_fractions:
+    if c.scope != "layerwise":
+      raise ConfigError("imp.layer_fractions needs imp.scope='layerwise' "
+                        f"(got {c.scope!r})")
+    rules = []
+    for rule in c.layer_fractions:
+      if not isinstance(rule, (tuple, list)) or len(rule) != 2:
+        raise ConfigError(f"imp.layer_fractions entries must be (regex, fraction) pairs; "
+                          f"got {rule!r}")
+      rules.append((_regex(rule[0], "imp.layer_fractions"),
+                    _fraction(rule[1], f"imp.layer_fractions fraction for {rule[0]!r}")))
+    for name in names:
+      for pattern, value in rules:
+        if pattern.search(name):
+          fractions[name] = value
+          break
+  for name in c.branches:
+    branches_lib.BRANCHES.get(name)
+  if len(set(c.branches)) != len(c.branches):
+    raise ConfigError(f"imp.branches lists a branch twice: {tuple(c.branches)!r}")
+  levels = tuple(c.branch_levels) or tuple(range(1, c.levels + 1))
+  bad = [l for l in levels if not isinstance(l, int) or not 1 <= l <= c.levels]
+  if bad:
+    raise ConfigError(f"imp.branch_levels entries must lie in 1..{c.levels} (imp.levels); "
+                      f"got {bad[0]!r}")
+  if c.start_point not in branches_lib.START_POINTS:
+    raise ConfigError(f"unknown imp.start_point {c.start_point!r}; valid choices: "
+                      f"{', '.join(branches_lib.START_POINTS)}")
+  if c.mat_from not in branches_lib.MAT_FROM:
+    raise ConfigError(f"unknown imp.mat_from {c.mat_from!r}; valid choices: "
+                      f"{', '.join(branches_lib.MAT_FROM)}")
+  return ImpSettings(levels=c.levels, fraction=fraction, fractions=fractions, scope=c.scope,
+                     rewind_step=rewind_step, branches=tuple(c.branches),
+                     branch_levels=tuple(sorted(set(levels))), start_point=c.start_point,
+                     mat_from=c.mat_from, prunable=prunable)
+
+
+def level_dir(workdir: str, level: int) -> str:
+  return os.path.join(workdir, f"level_{level}")
+
+
+def prune_level(final_params, masks: Masks, prunable: Prunable, target: Target,
+                scope: str) -> Masks:
+  """IMP's pruning step: keep the largest |theta_T| among survivors, to `target`."""
+  scores = jax.tree.map(jnp.abs, final_params)
+  return selection.prune_to_density(scores, masks, prunable, target, scope=scope)
+
+
+def _record(level: int, summary: dict, masks: Masks, prunable: Prunable,
+            report: list[dict] | None = None) -> dict:
+  report = masks_lib.layer_report(masks, prunable) if report is None else report
+  history = summary.get("history") or [{}]
+  return {"level": level, "collapsed_layers": [r["name"] for r in report if r["collapsed"]],
+          "effective_density": connectivity.effective_density(masks, prunable),
+          "final_train_loss": history[-1].get("train_loss"), **summary}
+
+
+def _without_history(record: dict) -> dict:
+  return {k: v for k, v in record.items() if k != "history"}
+
+
+class _Run:
+  """One IMP run's state while it executes (lazy access to kept checkpoints)."""
+
+  def __init__(self, exp: Experiment, settings: ImpSettings, workdir: str,
+               hooks: Sequence[Hook]):
+    self.exp, self.settings, self.workdir = exp, settings, workdir
+    self.trainer = Trainer(exp)
+    self.hooks = hooks
+    self.theta_0 = exp.init_state()
+    self._theta_k: TrainState | None = None
+    self._finals: dict[int, TrainState] = {}
+
+  def theta_k(self) -> TrainState:
+    if self._theta_k is None:
+      k = self.settings.rewind_step
+      self._theta_k = self.theta_0 if k == 0 else load_state(
+          level_dir(self.workdir, 0), k, self.theta_0)
+    return self._theta_k
+
+  def final(self, level: int) -> TrainState:
+    """The trained state at the end of `level` (restored from its kept checkpoint)."""
+    if level not in self._finals:
+      self._finals = {level: load_state(level_dir(self.workdir, level), self.exp.total_steps,
+                                        self.theta_0)}
+    return self._finals[level]
+
+  def remember_final(self, level: int, state: TrainState) -> None:
+    """Caches the state a level just ended with (the next level prunes it)."""
+    self._finals = {level: state}
+
+  def train(self, directory: str, initial: TrainState, label: str,
+            keep: tuple[int, ...] = ()) -> tuple[TrainState, dict]:
+    return train_run(self.trainer, directory, initial, keep=keep, label=label,
+                     hooks=self.hooks)
+
+
+def _print(exp: Experiment, text: str) -> None:
+  if exp.verbose:
+    note(text)
+
+
+def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
+  """Runs (or resumes, or reads back) one level; returns (its record, its mask)."""
+  exp, settings = run.exp, run.settings
+  directory = level_dir(run.workdir, level)
+  results_path = os.path.join(directory, runs.RESULTS_FILE)
+  mask_path = os.path.join(directory, masks_lib.MASK_FILE)
+  if os.path.exists(results_path):
+    return runs.read_json(results_path), masks_lib.load(mask_path, run.theta_0.masks)
+  if is_main_process():
+    os.makedirs(directory, exist_ok=True)
+  if os.path.exists(mask_path):
+    masks = masks_lib.load(mask_path, run.theta_0.masks)
+  else:
+    if level == 0:
+      masks = masks_lib.ones_like(run.theta_0.params)
+    else:
+      previous = run.final(level - 1)
+      masks = prune_level(previous.params, previous.masks, settings.prunable,
+                          settings.target(level), settings.scope)
+    runs.write_masks(mask_path, masks)
+  report, _ = runs.write_layer_report(directory, masks, settings.prunable)
+  label = f"level {level}/{settings.levels}"
+  if level == 0:
+    keep = (settings.rewind_step,) if settings.rewind_step > 0 else ()
+    state, summary = run.train(directory, run.theta_0, label, keep=keep)
+  else:
+    _print(exp, f"{label} | density {masks_lib.density(masks, settings.prunable):.2%} | "
+                f"rewinding to step {settings.rewind_step}")
+    state, summary = run.train(directory, rewind(run.theta_k(), masks, exp.tx), label)
+  run.remember_final(level, state)
+  record = {"mode": "imp_level", **_record(level, summary, masks, settings.prunable, report)}
+  runs.write_json(results_path, record)
+  _print(exp, f"== {label} done | density {record['density']:.2%} | final test accuracy "
+              f"{record['final_test_accuracy']:.2%} | {record['wall_time_s']:.1f} s")
+  return record, masks
+
+
+def run_branch(run: _Run, name: str, inputs: branches_lib.LevelInputs) -> dict:
+  """Runs (or resumes, or reads back) one branch of one level."""
+  directory = os.path.join(level_dir(run.workdir, inputs.level), "branches", name)
+  results_path = os.path.join(directory, runs.RESULTS_FILE)
+  if os.path.exists(results_path):
+    return runs.read_json(results_path)
+  initial = branches_lib.BRANCHES.get(name)(inputs)
+  _, summary = run.train(directory, initial, f"level {inputs.level} | {name}")
+  record = {"mode": "imp_branch", "branch": name,
+            **_record(inputs.level, summary, initial.masks, run.settings.prunable)}
+  runs.write_json(results_path, record)
+  _print(run.exp, f"== level {inputs.level} | {name} done | density {record['density']:.2%} | "
+                  f"final test accuracy {record['final_test_accuracy']:.2%}")
+  return record
+
+
+def run_imp(config: ml_collections.ConfigDict, workdir: str,
+            hooks: Sequence[Hook] = ()) -> dict:
+  """Runs (or resumes) IMP with rewinding and its branches; writes results and plots.
+
+  Args:
+    config: a config with `mode = "imp"` (see `jobs/defaults.py`, section imp).
+    workdir: the run directory (created; resumed if it holds this config).
+    hooks: run between train blocks of every level and branch
+      (`lotto.train.hooks`); tests simulate a crash with them.
+
+  Returns:
+    The results dict written to `workdir/results.json`.
+
+  Raises:
+    ConfigError: an invalid field (before anything is written).
+  """
+  exp = create_experiment(config)
+  settings = imp_settings_from_config(config, exp)
+  exp = dataclasses.replace(exp, prunable=settings.prunable)
+  runs.prepare_workdir(exp.run_config, workdir)
+  run = _Run(exp, settings, workdir, hooks)
+  header = {"mode": "imp", "config_hash": runs.config_hash(exp.run_config), "seed": exp.seed,
+            "rewind_step": settings.rewind_step, "fraction": settings.fraction,
+            "scope": settings.scope, "total_steps": exp.total_steps}
+  levels: list[dict] = []
+  level_masks: list[Masks] = []
+  for level in range(settings.levels + 1):
+    record, masks = run_level(run, level)
+    levels.append(_without_history(record))
+    level_masks.append(masks)
+    runs.write_results(workdir, {**header, "complete": False, "levels": levels, "branches": []})
+
+  branch_records: list[dict] = []
+  if settings.branches:
+    theta_T = run.final(0)
+    for level in settings.branch_levels:
+      inputs = branches_lib.LevelInputs(
+          exp=exp, level=level, masks=level_masks[level], previous_masks=level_masks[level - 1],
+          previous_final=run.final(level - 1).params, theta_0=run.theta_0,
+          theta_k=run.theta_k(), theta_T=theta_T, target=settings.target(level),
+          scope=settings.scope, start_point=settings.start_point, mat_from=settings.mat_from)
+      for name in settings.branches:
+        branch_records.append(_without_history(run_branch(run, name, inputs)))
+      runs.write_results(workdir, {**header, "complete": False, "levels": levels,
+                                   "branches": branch_records})
+  results = {**header, "complete": True, "levels": levels, "branches": branch_records}
+  runs.write_results(workdir, results)
+  text = reports.write_imp_report(workdir)
+  if exp.verbose:
+    note(text)
+  return results

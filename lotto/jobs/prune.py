@@ -1,0 +1,182 @@
+"""The pruning-at-initialization job (`config.mode = "prune"`).
+
+score(theta_k, mask, batch) -> prune_to_density -> optional ablation ->
+train the masked network from theta_k (k = 0: at initialization; k > 0:
+"pruning early in training", the LR schedule and data order continuing at k).
+
+Workdir layout: `dense_to_k/` (only for k > 0), `masks.npz` (the pruned mask,
+written once; a re-run reuses it), `layer_report.txt`, `train/` (the sparse
+run's checkpoints), `results.json`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from lotto import data as data_lib
+from lotto import pruning
+from lotto.core import ablations, connectivity, distributions, schedules, selection
+from lotto.core import masks as masks_lib
+from lotto.core.errors import ConfigError
+from lotto.core.rng import purpose_key
+from lotto.core.scores import DATA_DEPENDENT, SCORES, ScoringContext
+from lotto.core.types import Masks
+from lotto.jobs.experiment import Experiment, create_experiment
+from lotto.runtime import runs
+from lotto.runtime.devices import note
+from lotto.train.hooks import Hook
+from lotto.train.loop import train_run
+from lotto.train.state import create_train_state, rewind
+from lotto.train.trainer import Trainer
+
+MASK_FILE = masks_lib.MASK_FILE
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneSettings:
+  """The validated `config.prune` section."""
+  method: str
+  density: float
+  scope: str
+  distribution: str
+  normalization: str
+  iterations: int
+  schedule: str
+  ablation: str
+  at_step: int
+  samples_per_class: int
+  synflow_dtype: str
+
+
+def _choice(value, valid, what):
+  if value not in valid:
+    raise ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
+  return value
+
+
+def prune_settings_from_config(config: ml_collections.ConfigDict,
+                               exp: Experiment) -> PruneSettings:
+  """Validates `config.prune` (one-line ConfigErrors listing valid values)."""
+  p = config.prune
+  SCORES.get(p.method)
+  if p.compression:
+    if not isinstance(p.compression, (int, float)) or p.compression <= 0:
+      raise ConfigError(f"prune.compression must be > 0; got {p.compression!r}")
+    density = 10.0 ** (-float(p.compression))
+  else:
+    density = masks_lib.check_density(p.density, "prune.density")
+  if not isinstance(p.iterations, int) or p.iterations < 0:
+    raise ConfigError(f"prune.iterations must be an integer >= 0; got {p.iterations!r}")
+  at_step = exp.duration(p.at_step, "prune.at_step")
+  if at_step >= exp.total_steps:
+    raise ConfigError(f"prune.at_step={p.at_step!r} ({at_step} steps) is not before the end "
+                      f"of training ({exp.total_steps} steps)")
+  if not isinstance(p.samples_per_class, int) or p.samples_per_class <= 0:
+    raise ConfigError(f"prune.samples_per_class must be a positive integer; "
+                      f"got {p.samples_per_class!r}")
+  return PruneSettings(
+      method=p.method, density=density,
+      scope=_choice(p.scope, selection.SCOPES, "prune.scope"),
+      distribution=_choice(p.distribution, distributions.DISTRIBUTIONS, "prune.distribution"),
+      normalization=_choice(p.normalization, selection.NORMALIZATIONS, "prune.normalization"),
+      iterations=p.iterations or pruning.default_iterations(p.method),
+      schedule=_choice(p.schedule, schedules.SCHEDULES, "prune.schedule"),
+      ablation=_choice(p.ablation, ablations.ABLATIONS, "prune.ablation"),
+      at_step=at_step, samples_per_class=p.samples_per_class,
+      synflow_dtype=_choice(p.synflow_dtype, ("float64", "float32"), "prune.synflow_dtype"))
+
+
+def scoring_batch(exp: Experiment, per_class: int) -> tuple[jax.Array, jax.Array]:
+  """A class-balanced, preprocessed batch from the training set."""
+  x, y = data_lib.balanced_batch(purpose_key(exp.seed, "prune_batch"), exp.dataset.x_train,
+                                 exp.dataset.y_train, exp.dataset.num_classes, per_class)
+  inputs = data_lib.InputSpec.of(exp.dataset)
+  return inputs(jnp.asarray(x), None), jnp.asarray(y)
+
+
+def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats) -> Masks:
+  """Scores `params`, prunes, and applies the mask-level ablation if any."""
+  ones = masks_lib.ones_like(params)
+  ctx = ScoringContext(exp.model.apply, exp.dataset.input_shape,
+                       synflow_dtype=settings.synflow_dtype)
+  batch = scoring_batch(exp, settings.samples_per_class) if settings.method in DATA_DEPENDENT \
+      else None
+  target = settings.density
+  if settings.distribution != "none":
+    target = distributions.layer_distribution(settings.distribution, settings.density,
+                                              distributions.layer_sizes(params, exp.prunable))
+  masks = pruning.prune(settings.method, ctx, params, ones, exp.prunable, target,
+                        purpose_key(exp.seed, "prune_scores"), batch_stats=batch_stats,
+                        batch=batch, iterations=settings.iterations,
+                        schedule=settings.schedule, scope=settings.scope,
+                        invert=settings.ablation == "invert",
+                        normalization=settings.normalization)
+  key = purpose_key(exp.seed, f"ablation_{settings.ablation}")
+  if settings.ablation == "shuffle":
+    masks = ablations.shuffle_within_layers(key, masks, exp.prunable)
+  elif settings.ablation == "shuffle_global":
+    masks = ablations.shuffle_globally(key, masks, exp.prunable)
+  elif settings.ablation == "even":
+    masks = ablations.even_masks(key, masks, exp.prunable)
+  return masks
+
+
+def run_prune(config: ml_collections.ConfigDict, workdir: str,
+              hooks: Sequence[Hook] = ()) -> dict:
+  """Prunes at initialization (or at step k), trains the mask, writes results.json.
+
+  Args:
+    config: a config with `mode = "prune"` (section `prune`).
+    workdir: the run directory (created; resumed if it holds this config).
+    hooks: run between train blocks of the sparse run.
+
+  Returns:
+    The results dict (method, target/achieved/effective density, collapsed
+    layers, accuracies, history).
+
+  Raises:
+    ConfigError: an invalid field (before anything is written).
+  """
+  exp = create_experiment(config)
+  settings = prune_settings_from_config(config, exp)
+  runs.prepare_workdir(exp.run_config, workdir)
+  trainer = Trainer(exp)
+  state_k = exp.init_state()
+  if settings.at_step > 0:
+    state_k, _ = train_run(trainer, os.path.join(workdir, "dense_to_k"), state_k,
+                           end_step=settings.at_step, label="dense")
+  mask_path = os.path.join(workdir, MASK_FILE)
+  if os.path.exists(mask_path):
+    masks = masks_lib.load(mask_path, state_k.masks)
+  else:
+    masks = compute_masks(exp, settings, state_k.params, state_k.batch_stats)
+    runs.write_masks(mask_path, masks)
+  report, text = runs.write_layer_report(workdir, masks, exp.prunable)
+  if exp.verbose:
+    note(f"{settings.method} -> density {masks_lib.density(masks, exp.prunable):.4%}\n{text}")
+  if settings.ablation == "reinit":
+    params, stats = exp.init_params(purpose_key(exp.seed, "reinit"))
+    initial = create_train_state(params, stats, masks, exp.tx, state_k.rng, step=settings.at_step)
+  else:
+    initial = rewind(state_k, masks, exp.tx)
+  _, summary = train_run(trainer, os.path.join(workdir, "train"), initial, label=settings.method,
+                         hooks=hooks)
+  collapsed = [r["name"] for r in report if r["collapsed"]]
+  results = {
+      "mode": "prune", "config_hash": runs.config_hash(exp.run_config), "method": settings.method,
+      "ablation": settings.ablation, "scope": settings.scope, "iterations": settings.iterations,
+      "at_step": settings.at_step, "target_density": settings.density,
+      "achieved_density": masks_lib.density(masks, exp.prunable),
+      "effective_density": connectivity.effective_density(masks, exp.prunable),
+      "collapsed_layers": collapsed, **summary}
+  runs.write_results(workdir, results)
+  if exp.verbose:
+    note(f"{settings.method} ({settings.ablation}) at density {results['achieved_density']:.4%}: "
+         f"final test accuracy {results['final_test_accuracy']:.2%}"
+         f"{'; COLLAPSED: ' + ', '.join(collapsed) if collapsed else ''}")
+  return results

@@ -1,0 +1,100 @@
+"""Sweeps of pruning runs: methods x densities x ablations x pruning steps x seeds.
+
+`config.mode = "prune_sweep"` runs every cell of the product in
+`workdir/cells/<method>_d<density>_<ablation>[_at<step>]_s<seed>/` as a `prune`
+job (the `_at<step>` part only for cells pruned later than initialization,
+`sweep.at_steps` entries other than "0it").
+A cell whose results.json exists is skipped, so a killed sweep re-run with the
+same command continues where it stopped (a half-done cell resumes from its
+checkpoint). The sweep's results.json lists every cell; the report table and
+plots are written at the end.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+import ml_collections
+
+from lotto import reports
+from lotto.core import masks as masks_lib
+from lotto.core.ablations import ABLATIONS
+from lotto.core.durations import parse_duration
+from lotto.core.errors import ConfigError
+from lotto.core.scores import SCORES
+from lotto.jobs.experiment import canonical_config, create_experiment
+from lotto.jobs.prune import run_prune
+from lotto.runtime import runs
+from lotto.runtime.devices import note
+
+
+def cell_name(method: str, density: float, ablation: str, seed: int, at_step: str = "0it") -> str:
+  """The cell's directory name; `at_step` appears only when it is not "0it"."""
+  later = "" if parse_duration(at_step, 1, "sweep.at_steps entry") == 0 else f"_at{at_step}"
+  return f"{method}_d{density:g}_{ablation}{later}_s{seed}"
+
+
+def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """(name, prune config) of every cell; validates the sweep lists first."""
+  sweep = config.sweep
+  for method in sweep.methods:
+    SCORES.get(method)
+  for density in sweep.densities:
+    masks_lib.check_density(density, "sweep.densities entry")
+  for ablation in sweep.ablations:
+    if ablation not in ABLATIONS:
+      raise ConfigError(f"unknown ablation {ablation!r} in sweep.ablations; valid choices: "
+                        f"{', '.join(ABLATIONS)}")
+  if not sweep.seeds or not all(isinstance(s, int) for s in sweep.seeds):
+    raise ConfigError(f"sweep.seeds must be a non-empty list of integers; got {sweep.seeds!r}")
+  if not sweep.at_steps:
+    raise ConfigError("sweep.at_steps must list at least one duration, e.g. ('0it', '100it')")
+  cells = []
+  for method, density, ablation, at_step, seed in itertools.product(
+      sweep.methods, sweep.densities, sweep.ablations, sweep.at_steps, sweep.seeds):
+    cell = ml_collections.ConfigDict(config.to_dict())
+    cell.mode, cell.seed = "prune", seed
+    cell.prune.method, cell.prune.density, cell.prune.compression = method, density, 0.0
+    cell.prune.ablation, cell.prune.at_step = ablation, at_step
+    cells.append((cell_name(method, density, ablation, seed, at_step), cell))
+  if not cells:
+    raise ConfigError("the sweep has no cells: sweep.methods, sweep.densities and "
+                      "sweep.ablations must each list at least one value")
+  later = [a for a in sweep.at_steps if parse_duration(a, 1, "sweep.at_steps entry") > 0]
+  if not later:  # pruning at init only: nothing to check against the training length
+    return cells
+  exp = create_experiment(cells[0][1])  # before any cell runs: steps past the end of training
+  for at_step in later:
+    steps = exp.duration(at_step, "sweep.at_steps entry")
+    if steps >= exp.total_steps:
+      raise ConfigError(f"sweep.at_steps entry {at_step!r} ({steps} steps) is not before the "
+                        f"end of training ({exp.total_steps} steps)")
+  return cells
+
+
+def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) every cell, then writes results.json and the report."""
+  cells = cell_configs(config)
+  run_config = canonical_config(config)
+  runs.prepare_workdir(run_config, workdir)
+  results = []
+  done = sum(os.path.exists(os.path.join(workdir, "cells", name, runs.RESULTS_FILE))
+             for name, _ in cells)
+  note(f"prune_sweep: {len(cells)} cells, {done} already finished")
+  for index, (name, cell) in enumerate(cells):
+    cell_dir = os.path.join(workdir, "cells", name)
+    path = os.path.join(cell_dir, runs.RESULTS_FILE)
+    if os.path.exists(path):
+      result = runs.read_json(path)
+    else:
+      start = time.perf_counter()
+      result = run_prune(cell, cell_dir)
+      note(f"[{index + 1}/{len(cells)}] {name}: final test accuracy "
+           f"{result['final_test_accuracy']:.2%} ({time.perf_counter() - start:.0f} s)")
+    results.append({"cell": name, "seed": cell.seed, **{k: v for k, v in result.items()
+                                                        if k != "history"}})
+  summary = {"mode": "prune_sweep", "config_hash": runs.config_hash(run_config), "cells": results}
+  runs.write_results(workdir, summary)
+  note(reports.write_prune_report(workdir))
+  return summary

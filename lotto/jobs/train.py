@@ -1,0 +1,54 @@
+"""The train job (`config.mode = "train"`): one dense or masked run from the seed's init."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import ml_collections
+
+from lotto.jobs.experiment import create_experiment
+from lotto.runtime import runs
+from lotto.runtime.devices import note
+from lotto.train.hooks import Hook
+from lotto.train.loop import train_run
+from lotto.train.trainer import Trainer
+
+
+def run_train(config: ml_collections.ConfigDict, workdir: str,
+              hooks: Sequence[Hook] = ()) -> dict:
+  """One (masked or dense) training run: `config.mode == "train"`.
+
+  Trains the model of `config` from the seed's init to `train.duration`,
+  keeping checkpoints at `train.save_at` and the end, resuming from
+  `workdir/checkpoints` if a previous run was interrupted, and writes
+  `workdir/results.json`.
+
+  Args:
+    config: any config (see `jobs.defaults.get_base_config`).
+    workdir: the run directory (created; resumed if it holds this config).
+    hooks: run between train blocks (`lotto.train.hooks`); tests inject
+      crashes with them.
+
+  Returns:
+    The results dict (final and early-stop test accuracy, density, per-layer
+    density, steps, wall time, evaluation history).
+
+  Raises:
+    ConfigError: an invalid field, or a workdir holding another config.
+  """
+  exp = create_experiment(config)
+  runs.prepare_workdir(exp.run_config, workdir)
+  trainer = Trainer(exp)
+  _, summary = train_run(trainer, workdir, exp.init_state(), keep=tuple(exp.save_steps),
+                         hooks=hooks)
+  results = {"mode": "train", "config_hash": runs.config_hash(exp.run_config), **summary}
+  runs.write_results(workdir, results)
+  if exp.verbose:
+    note(f"final test accuracy {results['final_test_accuracy']:.2%}; early stop at step "
+         f"{results['early_stop_step']} with test accuracy "
+         f"{_percent(results['early_stop_test_accuracy'])}; density {results['density']:.2%}; "
+         f"{results['wall_time_s']:.1f} s")
+  return results
+
+
+def _percent(value: float | None) -> str:
+  return "n/a" if value is None else f"{value:.2%}"

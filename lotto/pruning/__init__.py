@@ -1,0 +1,9 @@
+"""Pruning at initialization: drivers that score a network and select its mask.
+
+The scores, selection, schedules, distributions and ablations they combine
+are pure functions in `lotto.core`; this package runs them single-shot or
+iteratively (one compiled `fori_loop`, or one compiled round per round).
+"""
+from lotto.pruning.driver import LOOPS, default_iterations, prune
+
+__all__ = ["LOOPS", "default_iterations", "prune"]

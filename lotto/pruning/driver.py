@@ -1,0 +1,144 @@
+"""Pruning-at-initialization drivers: score -> select, single-shot or iterative.
+
+`prune(...)` scores the network and selects a mask, single-shot or over
+several rounds on an exponential (default) or linear density schedule
+(`core.schedules`), rescoring the masked network each round. The iterative
+loop is one compiled `lax.fori_loop` (score -> exact top-k select), or, for
+conv nets on CPU, one compiled round dispatched per round
+(`runtime.devices.conv_net_on_cpu`).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lotto.core import masks as masks_lib
+from lotto.core import selection
+from lotto.core.errors import ConfigError
+from lotto.core.schedules import density_schedule
+from lotto.core.scores import SCORES, ScoringContext
+from lotto.core.types import Masks, Params, Prunable, PyTree
+from lotto.runtime.devices import conv_net_on_cpu
+
+
+def default_iterations(method: str) -> int:
+  """100 rounds for SynFlow, 1 (single-shot) for every other method."""
+  return 100 if method == "synflow" else 1
+
+
+LOOPS = ("auto", "fori", "dispatch")
+
+
+def _round_counts(densities: list[float], total: int) -> list[int]:
+  return [int(round(d * total)) for d in densities]
+
+
+def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunable: Prunable,
+          density: float | Mapping[str, float], key: jax.Array,
+          batch_stats: PyTree = None, batch=None, iterations: int | None = None,
+          schedule: str = "exponential", scope: str = "global", invert: bool = False,
+          normalization: str = "none", loop: str = "auto",
+          with_round_counts: bool = False) -> Masks | tuple[Masks, np.ndarray]:
+  """Scores and prunes to `density` (single-shot or iterative).
+
+  Args:
+    method: a registered score ("magnitude", "random", "snip", "grasp",
+      "grasp_abs", "synflow").
+    ctx: static scoring context.
+    params, masks: the network and its current mask (pruning is monotone).
+    prunable: which leaves are pruned.
+    density: global target, or a per-layer map (then layerwise per layer).
+    key: PRNG key for random scores (round r uses fold_in(key, r)).
+    batch_stats: BN statistics (eval mode) or {}.
+    batch: (x, y) preprocessed for data-dependent scores, else None.
+    iterations: rounds (None: 100 for SynFlow, 1 otherwise).
+    schedule: "exponential" or "linear" density schedule over the rounds.
+    scope: "global" or "layerwise" (ignored with a per-layer map).
+    invert: keep the *lowest* scores (the inversion ablation; scores are
+      negated, never replaced by 1/score).
+    normalization: "none" or "layer_sum" (global scope only).
+    loop: "fori" runs all rounds in one compiled `fori_loop`; "dispatch"
+      dispatches one compiled round (score -> select, on device, no host
+      sync) per round; "auto" picks "dispatch" for conv nets on CPU, where
+      convolutions inside a compiled loop lose XLA:CPU's fast path (see
+      BUILD_NOTES), and "fori" otherwise.
+    with_round_counts: also return the survivors of every prunable layer
+      after every round (to watch a schedule, or layer collapse, round by
+      round).
+
+  Returns:
+    The new masks, or (masks, counts) with counts an int array
+    [rounds, prunable layers in flattening order] if `with_round_counts`.
+
+  Raises:
+    ConfigError: unknown method/scope/schedule or bad density.
+  """
+  fn = SCORES.get(method)
+  selection.check_options(scope, normalization)
+  rounds = default_iterations(method) if iterations in (None, 0) else iterations
+  batch_stats = batch_stats or {}
+  names = masks_lib.leaf_names(masks)
+  mask_leaves = jax.tree.leaves(masks)
+  chosen = [i for i, f in enumerate(jax.tree.leaves(prunable)) if f]
+  layerwise = isinstance(density, Mapping) or scope == "layerwise"
+  if layerwise:
+    # ks[r, j]: survivors of the j-th prunable layer after round r.
+    missing = [names[i] for i in chosen if isinstance(density, Mapping) and names[i] not in density]
+    if missing:
+      raise ConfigError(f"no density given for layers {missing}")
+    targets = [density[names[i]] if isinstance(density, Mapping) else density for i in chosen]
+    ks = np.array([_round_counts(density_schedule(d, rounds, schedule), mask_leaves[i].size)
+                   for d, i in zip(targets, chosen)]).T
+  else:
+    total = sum(mask_leaves[i].size for i in chosen)
+    ks = np.array(_round_counts(density_schedule(density, rounds, schedule), total))
+
+  def select(r, m, p, k):
+    s = fn(ctx, p, m, batch_stats, batch, jax.random.fold_in(key, r))
+    if invert:
+      s = jax.tree.map(jnp.negative, s)
+    if layerwise:
+      return selection.select_layerwise(s, m, prunable, [k[j] for j in range(len(chosen))])
+    if normalization == "layer_sum":
+      s = selection.normalize_layers(s, m, prunable)
+    return selection.select_global(s, m, prunable, k)
+
+  def one_round(r, m, p, k):
+    m = select(r, m, p, k)
+    leaves = jax.tree.leaves(m)
+    return m, jnp.stack([leaves[i].sum(dtype=jnp.int32) for i in chosen])
+
+  if loop not in LOOPS:
+    raise ConfigError(f"unknown pruning loop {loop!r}; valid choices: {', '.join(LOOPS)}")
+  if loop == "auto":
+    loop = "dispatch" if conv_net_on_cpu(params) else "fori"
+
+  counts0 = jnp.zeros((rounds, len(chosen)), jnp.int32)
+  if loop == "fori":
+    @jax.jit
+    def run(p, m, all_ks):
+      def body(r, carry):
+        m, counts = carry
+        m, row = one_round(r, m, p, all_ks[r])
+        return m, counts.at[r].set(row)
+      return jax.lax.fori_loop(0, rounds, body, (m, counts0))
+  else:
+    round_fn = jax.jit(one_round)
+
+    def run(p, m, all_ks):
+      rows = []
+      for r in range(rounds):
+        m, row = round_fn(jnp.asarray(r, jnp.int32), m, p, all_ks[r])
+        rows.append(row)
+      return m, jnp.stack(rows)
+
+  if method == "synflow" and ctx.synflow_dtype == "float64":
+    with jax.enable_x64(True):
+      p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+      masks, counts = run(p64, masks, jnp.asarray(ks, jnp.int64))
+  else:
+    masks, counts = run(params, masks, jnp.asarray(ks, jnp.int32))
+  return (masks, np.asarray(counts)) if with_round_counts else masks

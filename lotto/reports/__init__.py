@@ -1,0 +1,45 @@
+"""Tables and plots from finished runs on disk: `lotto report --workdir=DIR`.
+
+Pruning at initialization (`reports.prune`): accuracy vs density per method
+(mean +- std over seeds), per-layer densities, accuracy vs pruning step.
+IMP (`reports.imp`): the level table and accuracy / early-stop plots for the
+ticket and each branch. Stability (`reports.stability`): instability and
+ticket accuracy against the rewind step. Reports read only files, so they
+can be regenerated for any workdir at any time.
+"""
+from __future__ import annotations
+
+import os
+
+from lotto.core.errors import ConfigError
+from lotto.reports.common import load_results
+from lotto.reports.imp import write_imp_report
+from lotto.reports.prune import load_prune_results, write_prune_report
+from lotto.reports.stability import write_stability_report
+
+__all__ = ["load_prune_results", "load_results", "write_imp_report", "write_prune_report",
+           "write_report", "write_stability_report"]
+
+
+def write_report(workdir: str) -> str:
+  """Builds the tables and plots for every kind of result under `workdir`.
+
+  Returns:
+    The text to print (tables and the paths of the plots).
+
+  Raises:
+    ConfigError: no results under `workdir`.
+  """
+  if not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir {workdir} does not exist")
+  parts = []
+  if load_results(workdir, "stability"):
+    parts.append(write_stability_report(workdir))
+  elif load_results(workdir, "imp"):
+    parts.append(write_imp_report(workdir))
+  if load_prune_results(workdir):
+    parts.append(write_prune_report(workdir))
+  if not parts:
+    raise ConfigError(f"no results (results.json of a prune, prune_sweep, imp or stability "
+                      f"run) under {workdir}")
+  return "\n\n".join(parts)

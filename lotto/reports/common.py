@@ -1,0 +1,26 @@
+"""What every report shares: finding results on disk, matplotlib off-screen, writing files."""
+from __future__ import annotations
+
+import os
+
+from lotto.runtime import runs
+
+
+def pyplot():
+  """matplotlib.pyplot on the file-only Agg backend (imported on first plot)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
+
+
+def load_results(workdir: str, mode: str) -> list[dict]:
+  """Every results.json of `mode` under `workdir` (the root included), sorted by path."""
+  found = []
+  for root, dirs, files in sorted(os.walk(workdir)):
+    dirs.sort()
+    if runs.RESULTS_FILE in files:
+      result = runs.read_json(os.path.join(root, runs.RESULTS_FILE))
+      if result.get("mode") == mode:
+        found.append({**result, "path": root})
+  return found

@@ -1,0 +1,103 @@
+"""Devices, placement and process rank: the one place lotto decides where arrays live.
+
+- The data-parallel mesh (`create_mesh`) and how arrays are placed on it:
+  replicated state and data (`replicate`), sharded batch indices
+  (`shard_rows`).
+- The CPU-convolution loop policy (`conv_net_on_cpu`, `choose_train_loop`):
+  XLA:CPU convolutions lose their fast path inside compiled loops (scan,
+  fori_loop; BUILD_NOTES.md), so conv nets on CPU dispatch one compiled step
+  (or pruning round) at a time.
+- The process-0 rule: only the main process writes files and prints
+  (`is_main_process`, `note`), as in big_vision's `write_note`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
+
+from lotto.core.errors import ConfigError
+from lotto.core.types import PyTree
+
+DATA_PARALLEL = ("auto", "on", "off")
+TRAIN_LOOPS = ("auto", "scan", "step")
+
+
+def is_main_process() -> bool:
+  """True on process 0 (every single-process run): the only one that writes."""
+  return jax.process_index() == 0
+
+
+def note(text: str) -> None:
+  """Prints a progress line on the main process only (flushed at once)."""
+  if is_main_process():
+    print(text, flush=True)
+
+
+def create_mesh(mode: str, batch_size: int) -> Mesh | None:
+  """A 1-D "data" mesh over all devices, or None (single device).
+
+  Args:
+    mode: "auto" (a mesh when there is more than one device), "on", "off".
+    batch_size: the global batch, which must split evenly over the devices.
+
+  Raises:
+    ConfigError: unknown mode, or a batch not divisible by the device count.
+  """
+  if mode not in DATA_PARALLEL:
+    raise ConfigError(f"unknown data_parallel {mode!r}; valid choices: {', '.join(DATA_PARALLEL)}")
+  devices = jax.devices()
+  if mode == "off" or (mode == "auto" and len(devices) == 1):
+    return None
+  if batch_size % len(devices):
+    raise ConfigError(f"data.batch_size={batch_size} is not divisible by the {len(devices)} "
+                      "devices; change it or set data_parallel=off")
+  return Mesh(devices, ("data",))
+
+
+def replicated_sharding(mesh: Mesh | None):
+  """Where replicated arrays live: the first local device, or everywhere on the mesh."""
+  if mesh is None:
+    return SingleDeviceSharding(jax.local_devices()[0])
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def replicate(tree: PyTree, mesh: Mesh | None) -> PyTree:
+  """`tree` committed to an explicit replicated sharding.
+
+  Always commit: a state restored from a checkpoint arrives committed, a
+  fresh one does not, and jit would compile once per kind.
+  """
+  return jax.device_put(tree, replicated_sharding(mesh))
+
+
+def shard_rows(array: Any, mesh: Mesh | None) -> jax.Array:
+  """A [steps, batch] index array with its batch axis split over the mesh."""
+  if mesh is None:
+    return jax.device_put(array, SingleDeviceSharding(jax.local_devices()[0]))
+  return jax.device_put(array, NamedSharding(mesh, PartitionSpec(None, "data")))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """The sharding of a batch's leading axis over the "data" axis (inside jit)."""
+  return NamedSharding(mesh, PartitionSpec("data"))
+
+
+def conv_net_on_cpu(params: PyTree) -> bool:
+  """True for a model with conv kernels (ndim 4) on the CPU backend."""
+  has_conv = any(getattr(p, "ndim", 0) == 4 for p in jax.tree.leaves(params))
+  return has_conv and jax.default_backend() == "cpu"
+
+
+def choose_train_loop(loop: str, params: PyTree) -> str:
+  """Resolves `train.loop`: "auto" is "step" for conv nets on CPU, else "scan".
+
+  Raises:
+    ConfigError: an unknown loop name.
+  """
+  if loop not in TRAIN_LOOPS:
+    raise ConfigError(f"unknown train.loop {loop!r}; valid choices: {', '.join(TRAIN_LOOPS)}")
+  if loop != "auto":
+    return loop
+  return "step" if conv_net_on_cpu(params) else "scan"

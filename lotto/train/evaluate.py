@@ -1,0 +1,68 @@
+"""Evaluation: loss and accuracy over padded on-device batches, and early stopping."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lotto.core import masks as masks_lib
+from lotto.core.types import ApplyFn
+from lotto.data.inputs import InputSpec
+from lotto.train.step import cross_entropy, model_variables
+
+
+def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec):
+  """Jitted evaluation over padded batches: returns summed loss and correct count."""
+
+  @jax.jit
+  def evaluate(params, masks, batch_stats, x_batches, y_batches, weights):
+    variables = model_variables(masks_lib.apply(params, masks), batch_stats)
+
+    def body(totals, batch):
+      raw, labels, w = batch
+      logits = apply_fn(variables, inputs(raw, None), train=False)
+      loss = (cross_entropy(logits, labels) * w).sum()
+      correct = ((logits.argmax(-1) == labels) * w).sum()
+      return (totals[0] + loss, totals[1] + correct), None
+
+    (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, weights))
+    return loss, correct
+
+  return evaluate
+
+
+@dataclasses.dataclass
+class EvalSet:
+  """An evaluation split on the device, padded into equal batches."""
+  x: jax.Array
+  y: jax.Array
+  weights: jax.Array
+  size: int
+
+  @classmethod
+  def create(cls, x: np.ndarray, y: np.ndarray, batch_size: int) -> "EvalSet":
+    n = len(x)
+    batch_size = max(1, min(batch_size, n)) if n else 1
+    num_batches = max(1, math.ceil(n / batch_size))
+    pad = num_batches * batch_size - n
+    xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if n else np.zeros(
+        (batch_size, *x.shape[1:]), x.dtype)
+    yp = np.concatenate([y, np.zeros(pad, y.dtype)]) if n else np.zeros(batch_size, np.int32)
+    w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]) if n else np.zeros(
+        batch_size, np.float32)
+    shape = (num_batches, batch_size)
+    return cls(jnp.asarray(xp.reshape(*shape, *x.shape[1:])), jnp.asarray(yp.reshape(shape)),
+               jnp.asarray(w.reshape(shape)), n)
+
+
+def early_stopping(history: list[dict]) -> dict:
+  """The evaluation with minimum validation loss (None fields if no val set)."""
+  with_val = [h for h in history if "val_loss" in h]
+  if not with_val:
+    return {"early_stop_step": None, "early_stop_test_accuracy": None, "early_stop_val_loss": None}
+  best = min(with_val, key=lambda h: (h["val_loss"], h["step"]))
+  return {"early_stop_step": best["step"], "early_stop_test_accuracy": best["test_accuracy"],
+          "early_stop_val_loss": best["val_loss"]}

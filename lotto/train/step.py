@@ -1,0 +1,118 @@
+"""The masked train step, with the seam where mask updates run.
+
+The sparsity invariant lives inside the step, in this order:
+
+1. the loss of the effective weights params * masks and its gradient with
+   respect to those weights at *every* position (the dense gradient:
+   nonzero where a weight is pruned);
+2. an optional mask update (`lotto.dynamic.MaskUpdate`) when it is due, which
+   sees params, masks, the dense gradient, its own state and a key;
+3. gradients and optimizer updates masked with the (new) masks, the
+   optimizer moments of masked weights zeroed when a mask update can change
+   the masks (for any optax state, through `optax.tree_utils.tree_map_params`),
+   and params re-masked after the update.
+
+So pruned weights are exactly zero in every state and checkpoint, and no
+momentum survives on a dead weight, even one that a mask update just pruned.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from lotto.core import masks as masks_lib
+from lotto.core.rng import purpose_key
+from lotto.core.types import ApplyFn, Masks, PyTree
+from lotto.data.inputs import InputSpec
+from lotto.dynamic.update import MaskUpdate, maybe_update_masks
+from lotto.runtime.devices import batch_sharding
+from lotto.train.optim import Schedule
+from lotto.train.state import TrainState
+
+Metrics = dict[str, jax.Array]
+StepFn = Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Metrics]]
+
+
+def model_variables(params: PyTree, batch_stats: PyTree) -> dict:
+  """The Flax variables dict (no "batch_stats" collection for models without BN)."""
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-example softmax cross-entropy with integer labels."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def zero_masked_moments(tx: optax.GradientTransformation, opt_state: optax.OptState,
+                        masks: Masks) -> optax.OptState:
+  """Zeroes every params-shaped optimizer leaf (momentum, Adam moments) where masks is False.
+
+  Generic over optax states: `tree_map_params` finds the params-shaped
+  subtrees of whatever chain `tx` is; counters and empty states pass through.
+  """
+  return optax.tree_utils.tree_map_params(
+      tx, lambda v, m: jnp.where(m, v, jnp.zeros_like(v)), opt_state, masks,
+      transform_non_params=lambda v: v)
+
+
+def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, schedule: Schedule,
+                    inputs: InputSpec, mask_update: MaskUpdate | None = None,
+                    mesh: Mesh | None = None) -> StepFn:
+  """Builds the (unjitted) masked train step.
+
+  Args:
+    apply_fn: `model.apply`.
+    tx: update-direction transformation from `optim.create_optimizer`.
+    schedule: LR as a function of the global step.
+    inputs: preprocessing/augmentation of raw inputs.
+    mask_update: a method that changes the masks during training (None:
+      static masks).
+    mesh: if given, the batch is sharded over its "data" axis.
+
+  Returns:
+    step(state, raw_inputs, labels) -> (new_state, {"loss", "accuracy"}).
+  """
+
+  def step(state: TrainState, raw: jax.Array, labels: jax.Array) -> tuple[TrainState, Metrics]:
+    if mesh is not None:
+      raw = jax.lax.with_sharding_constraint(raw, batch_sharding(mesh))
+      labels = jax.lax.with_sharding_constraint(labels, batch_sharding(mesh))
+    key = jax.random.fold_in(state.rng, state.step)
+    x = inputs(raw, key)
+
+    def loss_fn(weights):
+      variables = model_variables(weights, state.batch_stats)
+      if state.batch_stats:
+        logits, updated = apply_fn(variables, x, train=True, mutable=["batch_stats"])
+        batch_stats = updated["batch_stats"]
+      else:
+        logits, batch_stats = apply_fn(variables, x, train=True), state.batch_stats
+      return cross_entropy(logits, labels).mean(), (logits, batch_stats)
+
+    effective = masks_lib.apply(state.params, state.masks)
+    (loss, (logits, batch_stats)), dense_grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(effective)
+    masks, mask_state = maybe_update_masks(mask_update, state.step, state.params, state.masks,
+                                           dense_grads, state.mask_state,
+                                           purpose_key(key, "mask_update"))
+    direction, opt_state = tx.update(masks_lib.apply(dense_grads, masks), state.opt_state,
+                                     state.params)
+    if mask_update is not None:
+      # With static masks the moments of masked weights are already exactly zero
+      # (masked gradients, zero params), and skipping the no-op keeps XLA's
+      # fusion, hence static-mask training, bit-identical to the step before
+      # this seam existed (BUILD_NOTES.md).
+      opt_state = zero_masked_moments(tx, opt_state, masks)
+    lr = schedule(state.step)
+    params = jax.tree.map(lambda p, u: p - lr * u, state.params, masks_lib.apply(direction, masks))
+    new_state = state.replace(step=state.step + 1, params=masks_lib.apply(params, masks),
+                              masks=masks, opt_state=opt_state, batch_stats=batch_stats,
+                              mask_state=mask_state)
+    accuracy = (logits.argmax(-1) == labels).mean()
+    return new_state, {"loss": loss, "accuracy": accuracy}
+
+  return step

