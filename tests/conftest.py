@@ -1,9 +1,10 @@
-"""Shared fixtures: the tiny config, and a per-session MNIST-1D cache."""
+"""Shared fixtures: the tiny config, a per-session MNIST-1D cache, a shared compilation cache."""
 from __future__ import annotations
 
 import importlib.util
 import os
 import pathlib
+import tempfile
 
 import pytest
 
@@ -16,6 +17,30 @@ def load_config(name: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
+
+
+# Many tests build the same tiny programs (a new Trainer compiles its own jitted block);
+# JAX's persistent compilation cache, shared by the xdist workers and the CLI subprocesses
+# (they inherit the environment), compiles each distinct program once per test session.
+# It changes no result: a cache hit is the same executable.
+_COMPILE_CACHE_ENV = {
+    "JAX_COMPILATION_CACHE_DIR": None,
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+}
+
+
+def pytest_configure(config):
+  del config
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller; workers inherit it
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="lotto-test-jax-cache-")
+  for name, value in _COMPILE_CACHE_ENV.items():
+    if value is not None:
+      os.environ.setdefault(name, value)
+  import jax  # pylint: disable=import-outside-toplevel
+  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
 @pytest.fixture(scope="session", autouse=True)

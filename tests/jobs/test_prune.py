@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lotto.core import distributions
+from lotto.core.errors import ConfigError
 from lotto.jobs.experiment import create_experiment
 from lotto.jobs.prune import run_prune
 from tests.jobs.test_cli import TEST_CONFIG, run_cli
@@ -36,7 +37,7 @@ def test_prune_early_in_training_continues_schedule(tiny_config, tmp_path):
   assert [h["step"] for h in results["history"]] == [30, 40]  # sparse run starts at k
 
 
-def test_prune_cli_end_to_end_and_bad_values(tmp_path):
+def test_prune_cli_end_to_end(tmp_path):
   workdir = tmp_path / "run"
   ok = run_cli(f"--config={TEST_CONFIG}", f"--workdir={workdir}", "--config.mode=prune",
                "--config.prune.method=synflow", "--config.prune.compression=1.5")
@@ -44,20 +45,29 @@ def test_prune_cli_end_to_end_and_bad_values(tmp_path):
   results = json.loads((workdir / "results.json").read_text())
   assert results["target_density"] == pytest.approx(10 ** -1.5)
   assert results["iterations"] == 100
-  for override, message in [
-      ("--config.prune.method=snap", "unknown pruning method 'snap'; valid choices: grasp"),
-      ("--config.prune.density=1.5", "prune.density must lie in (0, 1]"),
-      ("--config.prune.density=0", "prune.density must lie in (0, 1]"),
-      ("--config.prune.scope=local", "valid choices: global, layerwise"),
-      ("--config.prune.ablation=flip", "valid choices: none, shuffle"),
-      ("--config.prune.at_step=9000it", "is not before the end of training"),
-  ]:
-    bad = run_cli(f"--config={TEST_CONFIG}", f"--workdir={tmp_path / 'bad'}",
-                  "--config.mode=prune", override)
-    assert bad.returncode == 2, bad.stderr[-1000:]
-    lines = [l for l in bad.stderr.splitlines() if l.startswith("lotto: error:")]
-    assert len(lines) == 1 and message in lines[0], bad.stderr[-1000:]
-    assert not (tmp_path / "bad").exists()
+  bad = run_cli(f"--config={TEST_CONFIG}", f"--workdir={tmp_path / 'bad'}",
+                "--config.mode=prune", "--config.prune.method=snap")
+  assert bad.returncode == 2, bad.stderr[-1000:]
+  lines = [l for l in bad.stderr.splitlines() if l.startswith("lotto: error:")]
+  assert len(lines) == 1 and "unknown pruning method 'snap'; valid choices: grasp" in lines[0]
+  assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("density", 1.5, "prune.density must lie in (0, 1]"),
+    ("density", 0.0, "prune.density must lie in (0, 1]"),
+    ("scope", "local", "valid choices: global, layerwise"),
+    ("ablation", "flip", "valid choices: none, shuffle"),
+    ("at_step", "9000it", "is not before the end of training"),
+])
+def test_bad_prune_values_are_one_line_errors_that_write_nothing(tiny_config, tmp_path, field,
+                                                                 value, message):
+  tiny_config.mode = "prune"
+  tiny_config.prune[field] = value
+  with pytest.raises(ConfigError) as error:
+    run_prune(tiny_config, str(tmp_path / "bad"))
+  assert message in str(error.value) and "\n" not in str(error.value)
+  assert not (tmp_path / "bad").exists()
 
 
 def test_erk_distribution_through_the_prune_job(tiny_config, tmp_path):
