@@ -11,6 +11,8 @@ from lotto.core import masks as masks_lib
 from lotto.data.batching import batch_indices
 from lotto.data.inputs import InputSpec
 from lotto.jobs.experiment import create_experiment
+from lotto.train.hooks import AtStepsHook
+from lotto.train.loop import train_run
 from lotto.train.step import cross_entropy
 from lotto.train.trainer import Trainer
 from tests.conftest import assert_no_moments_on_masked_weights
@@ -116,3 +118,31 @@ def test_mask_update_sees_the_dense_gradient_and_leaves_nothing_on_masked_weight
     for p, m in zip(jax.tree.leaves(now.params), jax.tree.leaves(now.masks)):
       assert not np.any(p[~m])
     assert_no_moments_on_masked_weights(now.opt_state, now.masks, expected_trees=trees)
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_masks_and_mask_state_survive_kill_and_resume(tiny_config, tmp_path):
+  tiny_config.train.loop = "step"
+  exp = create_experiment(tiny_config)  # 40 steps, checkpoints at 20 and 40
+  update = SwapFirst(15)
+  trainer = Trainer(exp, mask_update=update)
+  params, _ = exp.init_params(jax.random.PRNGKey(0))
+  masks = masks_lib.random_masks(jax.random.PRNGKey(1), params, exp.prunable, 0.5)
+  start = exp.init_state(masks)
+  start = start.replace(mask_state=update.init_state(start.params, start.masks))
+  straight, _ = train_run(trainer, str(tmp_path / "straight"), start)
+
+  def crash(step, state):
+    raise _Killed()
+
+  with pytest.raises(_Killed):  # killed at 30: the step-20 checkpoint holds the swapped mask
+    train_run(trainer, str(tmp_path / "resumed"), start, hooks=[AtStepsHook.of(crash, [30])])
+  resumed, _ = train_run(trainer, str(tmp_path / "resumed"), start)
+  assert int(resumed.mask_state["updates"]) == 1  # restored, not re-initialised (0)
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert any(bool(np.any(np.asarray(a) != np.asarray(b)))
+             for a, b in zip(jax.tree.leaves(resumed.masks), jax.tree.leaves(masks)))
