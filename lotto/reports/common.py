@@ -14,6 +14,13 @@ def pyplot():
   return plt
 
 
+def save_figure(fig, path: str) -> None:
+  """Lays out, writes (PNG, 120 dpi) and closes a matplotlib figure."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  pyplot().close(fig)
+
+
 def load_results(workdir: str, mode: str) -> list[dict]:
   """Every results.json of `mode` under `workdir` (the root included), sorted by path."""
   found = []

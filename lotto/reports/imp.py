@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from lotto.core.errors import ConfigError
-from lotto.reports.common import load_results, pyplot
+from lotto.reports.common import load_results, pyplot, save_figure
 from lotto.runtime import runs
 from lotto.runtime.devices import is_main_process
 
@@ -107,10 +107,8 @@ def plot_imp(results: list[dict], directory: str) -> list[str]:
     ax.set_title(f"IMP over {len(results)} run(s)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     path = os.path.join(directory, filename)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     paths.append(path)
   return paths
 

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from lotto.reports.common import load_results, pyplot
+from lotto.reports.common import load_results, pyplot, save_figure
 from lotto.runtime import runs
 from lotto.runtime.devices import is_main_process
 
@@ -78,9 +78,7 @@ def plot_accuracy_vs_density(results: list[dict], path: str) -> None:
   ax.set_title("Pruning at initialization: accuracy vs density")
   ax.grid(True, alpha=0.3)
   ax.legend(fontsize=7, ncol=2)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, path)
 
 
 def plot_accuracy_vs_prune_step(results: list[dict], path: str) -> bool:
@@ -114,9 +112,7 @@ def plot_accuracy_vs_prune_step(results: list[dict], path: str) -> bool:
     ax.grid(True, alpha=0.3)
   axes[0][0].legend(fontsize=7)
   fig.suptitle("Pruning later in training: accuracy vs pruning step")
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, path)
   return True
 
 
@@ -141,9 +137,7 @@ def plot_layer_densities(results: list[dict], density: float, path: str) -> None
   ax.set_ylabel("layer density (log; collapsed = bottom)")
   ax.set_title(f"Per-layer density at global density {density:g}")
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, path)
 
 
 def write_prune_report(workdir: str) -> str:

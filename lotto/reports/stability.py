@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from lotto.core.errors import ConfigError
-from lotto.reports.common import load_results, pyplot
+from lotto.reports.common import load_results, pyplot, save_figure
 from lotto.runtime import runs
 from lotto.runtime.devices import is_main_process
 
@@ -58,9 +58,7 @@ def plot_stability(result: dict, path: str) -> None:
   ax.set_title("Error along the linear path")
   ax.grid(True, alpha=0.3)
   ax.legend(fontsize=6, ncol=2)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, path)
 
 
 def write_stability_report(workdir: str) -> str:
