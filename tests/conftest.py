@@ -55,6 +55,17 @@ def tiny_config():
   return load_config("test")
 
 
+@pytest.fixture(scope="session")
+def lenet():
+  """LeNet-300-100 at its seed-0 init: (model, params, prunable), built once per worker."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from lotto.core import masks as masks_lib  # pylint: disable=import-outside-toplevel
+  from lotto.models import create_model, init_variables  # pylint: disable=import-outside-toplevel
+  model = create_model("lenet300", 10)
+  params, _ = init_variables(model, jax.random.PRNGKey(0), (28, 28, 1))
+  return model, params, masks_lib.select_prunable(params)
+
+
 def assert_no_moments_on_masked_weights(opt_state, masks, expected_trees: int) -> None:
   """Every optimizer leaf named like a param (".../hidden_0/kernel") is 0 where masked.
 

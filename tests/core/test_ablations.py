@@ -5,14 +5,6 @@ import pytest
 
 from lotto.core import ablations
 from lotto.core import masks as masks_lib
-from lotto.models import create_model, init_variables
-
-
-@pytest.fixture(scope="module")
-def lenet():
-  model = create_model("lenet300", 10)
-  params, _ = init_variables(model, jax.random.PRNGKey(0), (28, 28, 1))
-  return model, params, masks_lib.select_prunable(params)
 
 
 def test_shuffle_keeps_per_layer_counts_and_moves_positions(lenet):

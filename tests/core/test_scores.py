@@ -168,10 +168,8 @@ def test_every_score_jits_on_every_family_without_retracing(name, shape, method,
     assert jax.tree.leaves(first)[0].dtype == jnp.float64  # scored in float64 by default
 
 
-def test_synflow_100_rounds_avoids_collapse_where_magnitude_collapses():
-  model = create_model("lenet300", 10)
-  params, _ = init_variables(model, jax.random.PRNGKey(0), (28, 28, 1))
-  prunable = masks_lib.select_prunable(params)
+def test_synflow_100_rounds_avoids_collapse_where_magnitude_collapses(lenet):
+  model, params, prunable = lenet
   ctx = ScoringContext(model.apply, (28, 28, 1))
   density = 12 / 266_200  # just above L/N = 3/266,200 (one weight per layer)
   key = jax.random.PRNGKey(1)

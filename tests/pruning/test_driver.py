@@ -9,14 +9,6 @@ from lotto.core import masks as masks_lib
 from lotto.core import schedules
 from lotto.core.errors import ConfigError
 from lotto.core.scores import ScoringContext
-from lotto.models import create_model, init_variables
-
-
-@pytest.fixture(scope="module")
-def lenet():
-  model = create_model("lenet300", 10)
-  params, _ = init_variables(model, jax.random.PRNGKey(0), (28, 28, 1))
-  return model, params, masks_lib.select_prunable(params)
 
 
 def test_exponential_and_linear_schedules_round_by_round(lenet):
