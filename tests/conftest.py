@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import shutil
 import tempfile
 
 import pytest
@@ -31,9 +32,9 @@ _COMPILE_CACHE_ENV = {
 
 
 def pytest_configure(config):
-  del config
   if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller; workers inherit it
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="lotto-test-jax-cache-")
+    config.lotto_created_compile_cache = os.environ["JAX_COMPILATION_CACHE_DIR"]
   for name, value in _COMPILE_CACHE_ENV.items():
     if value is not None:
       os.environ.setdefault(name, value)
@@ -41,6 +42,13 @@ def pytest_configure(config):
   jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def pytest_unconfigure(config):
+  created = getattr(config, "lotto_created_compile_cache", None)
+  if created:  # only the process that made it, after every worker has finished
+    shutil.rmtree(created, ignore_errors=True)
+    del os.environ["JAX_COMPILATION_CACHE_DIR"]
 
 
 @pytest.fixture(scope="session", autouse=True)
