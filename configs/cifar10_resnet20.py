@@ -1,5 +1,6 @@
-"""ResNet-20 on CIFAR-10 (open_lth recipe): SGD momentum 0.9, lr 0.1, batch 128,
-160 epochs, LR x0.1 at 80 and 120 epochs, weight decay 1e-4, crop+flip.
+"""Lottery tickets with rewinding on ResNet-20 / CIFAR-10 (open_lth recipe).
+
+SGD momentum 0.9, lr 0.1, batch 128, 160 epochs, LR x0.1 at 80 and 120 epochs, weight decay 1e-4, crop+flip.
 Lottery-ticket rewinding (open_lth): IMP, global, 20% per level, 20 levels
 (density 100% -> 1.2%), output layer pruned, rewinding to iteration 2000 (~5.7 epochs,
 inside the 0.1-7% window where rewinding finds matching tickets), with the

@@ -1,5 +1,6 @@
-"""VGG-16 (with BatchNorm) on CIFAR-10 (open_lth recipe): as ResNet-20's,
-SGD momentum 0.9, lr 0.1, batch 128, 160 epochs, x0.1 at 80/120, wd 1e-4.
+"""Lottery tickets with rewinding on VGG-16-BN / CIFAR-10 (open_lth recipe).
+
+As ResNet-20's: SGD momentum 0.9, lr 0.1, batch 128, 160 epochs, x0.1 at 80/120, wd 1e-4.
 Lottery-ticket rewinding (open_lth): IMP, global, 20% per level, 20 levels
 (density 100% -> 1.2%), output layer not pruned, rewinding to iteration 2000 (~5.7 epochs,
 inside the 0.1-7% window where rewinding finds matching tickets), with the

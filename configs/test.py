@@ -14,5 +14,5 @@ def get_config():
   config.train.duration = "40it"
   config.train.eval_every = "10it"
   config.train.checkpoint_every = "20it"
-  config.train.verbose = False
+  config.train.verbose = 0
   return config

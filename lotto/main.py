@@ -30,8 +30,15 @@ def _fail(message: str) -> None:
   sys.exit(USAGE_EXIT_CODE)
 
 
+HELP_FLAGS = ("--help", "-help", "-h", "--h", "-?", "--helpshort")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing whose errors are one line and exit code 2."""
+  """absl flag parsing whose errors are one line and exit code 2; `--help` is lotto's own."""
+  if any(arg in HELP_FLAGS for arg in argv[1:]):
+    from lotto.jobs import help_text  # pylint: disable=import-outside-toplevel
+    print(help_text())
+    sys.exit(0)
   try:
     return FLAGS(argv)
   except flags.Error as error:

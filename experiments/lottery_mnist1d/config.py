@@ -20,7 +20,7 @@ def get_config():
   config = defaults.get_base_config()
   config.mode = "imp"
   config.optimizer.learning_rate = 2e-2
-  config.train.verbose = False
+  config.train.verbose = 0
   config.imp.levels = 20
   config.imp.fraction = 0.2
   config.imp.scope = "layerwise"

@@ -15,7 +15,7 @@ from lotto.jobs import defaults
 def get_config():
   config = defaults.get_base_config()
   config.mode = "prune_sweep"
-  config.train.verbose = False
+  config.train.verbose = 0
   config.sweep.methods = ("magnitude", "random", "snip", "grasp", "synflow")
   config.sweep.densities = (0.1, 0.01)
   config.sweep.ablations = ("none",)

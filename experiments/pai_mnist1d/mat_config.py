@@ -17,7 +17,7 @@ from lotto.jobs import defaults
 def get_config():
   config = defaults.get_base_config()
   config.mode = "imp"
-  config.train.verbose = False
+  config.train.verbose = 0
   config.imp.levels = 1
   config.imp.fraction = 0.9
   config.imp.scope = "global"

@@ -15,7 +15,7 @@ from lotto.jobs import defaults
 def get_config():
   config = defaults.get_base_config()
   config.mode = "stability"
-  config.train.verbose = False
+  config.train.verbose = 0
   config.imp.fraction = 0.36
   config.imp.scope = "layerwise"
   config.stability.rewind_steps = ("0it", "50it", "100it", "250it", "500it", "1000it")

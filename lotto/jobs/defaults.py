@@ -52,7 +52,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every = "500it"  # resume points
   config.train.save_at = ()          # extra kept checkpoints, e.g. ("500it",)
   config.train.loop = "auto"         # scan | step | auto (step for conv nets on CPU)
-  config.train.verbose = True
+  config.train.verbose = 1           # 0 quiet | 1 progress bar, a line per run | 2 a line per eval
+  config.train.tensorboard = True    # TensorBoard event files in each run's directory
 
   config.masks = ml_collections.ConfigDict()
   config.masks.include = ""          # regex over key paths; "" = every kernel (ndim > 1)

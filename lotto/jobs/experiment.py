@@ -53,7 +53,9 @@ class Experiment:
     mesh: data-parallel mesh, or None for a single device.
     loop: "auto" | "scan" | "step" (see `train.make_train_block`).
     params_shape: ShapeDtypeStructs of the params.
-    verbose: print progress.
+    verbose: 0 quiet, 1 a progress bar on a terminal (heartbeat lines
+      elsewhere) and a line per run, 2 a line per evaluation.
+    tensorboard: write TensorBoard event files in every run's directory.
   """
   run_config: dict
   seed: int
@@ -72,7 +74,8 @@ class Experiment:
   mesh: Mesh | None
   loop: str
   params_shape: object
-  verbose: bool
+  verbose: int
+  tensorboard: bool
 
   def duration(self, text: str, what: str) -> int:
     """Parses a duration of this experiment ("500it", "2ep") into steps."""
@@ -95,6 +98,13 @@ def _positive_int(value, what: str) -> int:
   if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
     raise ConfigError(f"{what} must be a positive integer; got {value!r}")
   return value
+
+
+def _verbosity(value) -> int:
+  if value not in (0, 1, 2):  # True / False count as 1 / 0
+    raise ConfigError(f"train.verbose must be 0 (quiet), 1 (progress bar, a line per run) or 2 "
+                      f"(a line per evaluation); got {value!r}")
+  return int(value)
 
 
 def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
@@ -158,4 +168,5 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
       eval_every=eval_every, checkpoint_every=ckpt_every,
       save_steps=frozenset(save_steps | {total}), prunable=prunable,
       mesh=devices.create_mesh(config.data_parallel, batch_size), loop=config.train.loop,
-      params_shape=params_shape, verbose=bool(config.train.verbose))
+      params_shape=params_shape, verbose=_verbosity(config.train.verbose),
+      tensorboard=bool(config.train.tensorboard))

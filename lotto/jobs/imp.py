@@ -210,8 +210,8 @@ class _Run:
                      hooks=self.hooks)
 
 
-def _print(exp: Experiment, text: str) -> None:
-  if exp.verbose:
+def _print(exp: Experiment, text: str, verbosity: int = 1) -> None:
+  if exp.verbose >= verbosity:
     note(text)
 
 
@@ -242,7 +242,7 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
     state, summary = run.train(directory, run.theta_0, label, keep=keep)
   else:
     _print(exp, f"{label} | density {masks_lib.density(masks, settings.prunable):.2%} | "
-                f"rewinding to step {settings.rewind_step}")
+                f"rewinding to step {settings.rewind_step}", verbosity=2)
     state, summary = run.train(directory, rewind(run.theta_k(), masks, exp.tx), label)
   run.remember_final(level, state)
   record = {"mode": "imp_level", **_record(level, summary, masks, settings.prunable, report)}

@@ -157,7 +157,7 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str,
     masks = compute_masks(exp, settings, state_k.params, state_k.batch_stats)
     runs.write_masks(mask_path, masks)
   report, text = runs.write_layer_report(workdir, masks, exp.prunable)
-  if exp.verbose:
+  if exp.verbose >= 2:
     note(f"{settings.method} -> density {masks_lib.density(masks, exp.prunable):.4%}\n{text}")
   if settings.ablation == "reinit":
     params, stats = exp.init_params(purpose_key(exp.seed, "reinit"))

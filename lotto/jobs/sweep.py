@@ -27,6 +27,7 @@ from lotto.jobs.experiment import canonical_config, create_experiment
 from lotto.jobs.prune import run_prune
 from lotto.runtime import runs
 from lotto.runtime.devices import note
+from lotto.runtime.metrics import format_seconds
 
 
 def cell_name(method: str, density: float, ablation: str, seed: int, at_step: str = "0it") -> str:
@@ -79,9 +80,10 @@ def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   run_config = canonical_config(config)
   runs.prepare_workdir(run_config, workdir)
   results = []
-  done = sum(os.path.exists(os.path.join(workdir, "cells", name, runs.RESULTS_FILE))
-             for name, _ in cells)
-  note(f"prune_sweep: {len(cells)} cells, {done} already finished")
+  finished = {name for name, _ in cells
+              if os.path.exists(os.path.join(workdir, "cells", name, runs.RESULTS_FILE))}
+  note(f"prune_sweep: {len(cells)} cells, {len(finished)} already finished")
+  started, ran = time.perf_counter(), 0
   for index, (name, cell) in enumerate(cells):
     cell_dir = os.path.join(workdir, "cells", name)
     path = os.path.join(cell_dir, runs.RESULTS_FILE)
@@ -90,8 +92,12 @@ def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
     else:
       start = time.perf_counter()
       result = run_prune(cell, cell_dir)
+      ran += 1
+      now = time.perf_counter()
+      left = sum(n not in finished for n, _ in cells[index + 1:])
       note(f"[{index + 1}/{len(cells)}] {name}: final test accuracy "
-           f"{result['final_test_accuracy']:.2%} ({time.perf_counter() - start:.0f} s)")
+           f"{result['final_test_accuracy']:.2%} ({now - start:.0f} s) | "
+           f"ETA {format_seconds((now - started) / ran * left)}")
     results.append({"cell": name, "seed": cell.seed, **{k: v for k, v in result.items()
                                                         if k != "history"}})
   summary = {"mode": "prune_sweep", "config_hash": runs.config_hash(run_config), "cells": results}

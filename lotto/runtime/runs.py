@@ -25,7 +25,7 @@ CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 
 # Fields that do not change what a run computes: they may differ on resume.
-_COSMETIC = (("train", "verbose"),)
+_COSMETIC = (("train", "verbose"), ("train", "tensorboard"))
 
 
 def _comparable(config: dict) -> dict:

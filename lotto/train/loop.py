@@ -17,7 +17,8 @@ from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.runtime.checkpoints import Checkpointer
 from lotto.runtime.devices import note
-from lotto.runtime.metrics import HistoryWriter, MetricWriter, MultiWriter, ProgressWriter
+from lotto.runtime.metrics import (HistoryWriter, MetricWriter, MultiWriter, ProgressWriter,
+                                   TensorBoardWriter, progress_mode)
 from lotto.train.evaluate import early_stopping
 from lotto.train.hooks import Hook
 from lotto.train.state import TrainState
@@ -34,9 +35,10 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer |
   every kept checkpoint step, at every hook's next step and at `end_step`.
   At a block's end, first the hooks due there run (each may replace the
   state), then at evaluation steps a record {step, train_loss,
-  train_accuracy, val_*, test_*} goes to the history and to `writer`, then
-  the checkpoint (state + history) is saved at multiples of
-  `checkpoint_every`, at kept steps and at the end.
+  train_accuracy, val_*, test_*} goes to the history, and the same record
+  plus the learning rate and the global and per-layer density
+  ("density/<layer>") to `writer`; then the checkpoint (state + history) is
+  saved at multiples of `checkpoint_every`, at kept steps and at the end.
 
   Args:
     trainer: compiled functions and data.
@@ -55,7 +57,6 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer |
   """
   exp = trainer.experiment
   recorder = HistoryWriter(history)
-  writers = MultiWriter([recorder] + ([writer] if writer is not None else []))
   state = trainer.place(state)
   step = int(state.step)
   keep = set(checkpointer.keep) if checkpointer is not None else set()
@@ -84,11 +85,22 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer |
       record = {"train_loss": metrics["loss"], "train_accuracy": metrics["accuracy"]}
       for split in ("val", "test"):
         record.update({f"{split}_{k}": v for k, v in trainer.evaluate(state, split).items()})
-      writers.write_scalars(step, record)
+      recorder.write_scalars(step, record)
+      if writer is not None:
+        writer.write_scalars(step, {**record, **_mask_and_lr_scalars(exp, state)})
     if checkpointer is not None and (step % exp.checkpoint_every == 0 or step in boundaries):
       checkpointer.save(step, state, payload())
-  writers.flush()
+  if writer is not None:
+    writer.flush()
   return state, recorder.history
+
+
+def _mask_and_lr_scalars(exp, state: TrainState) -> dict[str, float]:
+  """What the writer gets beyond the history: the LR, global and per-layer density."""
+  layers = masks_lib.layer_densities(state.masks, exp.prunable)
+  return {"learning_rate": float(exp.schedule(state.step)),
+          "density": masks_lib.density(state.masks, exp.prunable),
+          **{f"density/{name}": value for name, value in layers.items()}}
 
 
 def summarize(trainer: Trainer, state: TrainState, history: list[dict]) -> dict:
@@ -123,8 +135,9 @@ def train_run(trainer: Trainer, directory: str, initial_state: TrainState,
     keep: steps whose checkpoints are kept (rewind points); the end always is.
     label: names the run in progress lines.
     hooks: passed to `train_loop`.
-    writer: receives every evaluation record; default: progress lines on
-      stdout when the setup is verbose, else nothing beyond the history.
+    writer: receives every evaluation record; default (`default_writer`):
+      progress on stdout as `train.verbose` says and TensorBoard events in
+      `directory` when `train.tensorboard` is on.
     data_seed: seed of the data order (default: the experiment's seed).
 
   Returns:
@@ -141,16 +154,35 @@ def train_run(trainer: Trainer, directory: str, initial_state: TrainState,
     history, prior = payload.get("history", []), float(payload.get("wall_time_s", 0.0))
     if exp.verbose and latest < end_step:
       note(f"{label + ' | ' if label else ''}resuming from step {latest}")
-  if writer is None and exp.verbose:
-    writer = ProgressWriter(end_step, label)
-    writer.start(int(state.step))
+  owned = writer is None
+  if owned:
+    writer = default_writer(exp, directory, end_step, int(state.step), label)
   started = time.perf_counter()
-  state, history = train_loop(trainer, state, checkpointer, end_step, history, writer=writer,
-                              hooks=hooks, prior_wall_time_s=prior, data_seed=data_seed)
+  try:
+    state, history = train_loop(trainer, state, checkpointer, end_step, history, writer=writer,
+                                hooks=hooks, prior_wall_time_s=prior, data_seed=data_seed)
+  finally:
+    if owned:
+      writer.close()
   checkpointer.close()
   summary = summarize(trainer, state, history)
   summary.update(history=history, wall_time_s=prior + time.perf_counter() - started)
   return state, summary
+
+
+def default_writer(exp, directory: str, end_step: int, start_step: int,
+                   label: str = "") -> MultiWriter:
+  """Progress on stdout (`exp.verbose`: 0 none, 1 bar or heartbeat, 2 every evaluation)
+  and, with `exp.tensorboard`, TensorBoard event files in `directory`."""
+  writers: list[MetricWriter] = []
+  mode = progress_mode(exp.verbose)
+  if mode is not None:
+    progress = ProgressWriter(end_step, label, mode)
+    progress.start(start_step)
+    writers.append(progress)
+  if exp.tensorboard:
+    writers.append(TensorBoardWriter(directory, start_step))
+  return MultiWriter(writers)
 
 
 def load_state(directory: str, step: int, like: TrainState) -> TrainState:

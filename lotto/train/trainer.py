@@ -44,7 +44,8 @@ class TrainSetup(Protocol):
   mesh: Mesh | None
   loop: str             # auto | scan | step
   params_shape: PyTree
-  verbose: bool
+  verbose: int          # 0 quiet, 1 progress bar / heartbeat, 2 a line per evaluation
+  tensorboard: bool     # write TensorBoard event files in each run's directory
 
 
 class Trainer:

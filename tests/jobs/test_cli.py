@@ -74,3 +74,14 @@ def test_bad_workdir_is_not_created(tmp_path):
 def test_missing_config_flag():
   result = run_cli("--workdir=/tmp/x")
   assert result.returncode == 2 and "--config is required" in result.stderr
+
+
+def test_help_names_every_mode_config_and_the_report_command():
+  from lotto.jobs import JOBS  # pylint: disable=import-outside-toplevel
+  result = run_cli("--help")
+  assert result.returncode == 0, result.stderr[-1000:]
+  for mode in JOBS.names():
+    assert f"\n  {mode} " in result.stdout, mode
+  for config in sorted((REPO / "configs").glob("*.py")):
+    assert f"\n  {config.name} " in result.stdout, config.name
+  assert "lotto report --workdir=DIR" in result.stdout and "--config.seed=1" in result.stdout

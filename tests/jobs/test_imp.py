@@ -240,7 +240,7 @@ def test_imp_cli_end_to_end_writes_results_and_plots(tmp_path):
   workdir = tmp_path / "cli"
   result = run_cli(f"--config={TEST_CONFIG}", f"--workdir={workdir}", "--config.mode=imp",
                    "--config.imp.levels=2", "--config.imp.rewind=10it",
-                   "--config.imp.branches=('reinit','random')", "--config.train.verbose=True")
+                   "--config.imp.branches=('reinit','random')", "--config.train.verbose=1")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "IMP: final test accuracy" in result.stdout and "reinit" in result.stdout
   results = json.loads((workdir / "results.json").read_text())

@@ -2,6 +2,7 @@
 returned state replaces the running one), and the metric writer receives every evaluation."""
 import jax
 import numpy as np
+import pytest
 
 from lotto.jobs.experiment import create_experiment
 from lotto.runtime.metrics import HistoryWriter, MultiWriter, ProgressWriter
@@ -51,15 +52,22 @@ def test_hooks_run_at_their_steps_and_the_writer_sees_every_evaluation(tiny_conf
   assert not np.asarray(state.masks["output"]["kernel"]).any()
   assert not np.asarray(state.params["output"]["kernel"]).any()
   assert summary["layer_densities"]["output/kernel"] == 0.0
-  # The writer received every evaluation, exactly the records of the JSON history.
+  # The writer received every evaluation: the records of the JSON history, plus the
+  # learning rate and the global and per-layer density at that step.
   assert [step for step, _ in writer.calls] == [10, 20, 30, 40]
-  assert [{"step": step, **scalars} for step, scalars in writer.calls] == summary["history"]
+  for (step, scalars), record in zip(writer.calls, summary["history"]):
+    assert {"step": step, **{k: scalars[k] for k in record if k != "step"}} == record
+    assert scalars["learning_rate"] == pytest.approx(5e-3)
+  densities = [scalars["density/output/kernel"] for _, scalars in writer.calls]
+  assert densities == [1.0, 1.0, 0.0, 0.0]  # the hook pruned the output layer at step 25
+  total = 40 * 32 + 32 * 32 + 32 * 10
+  assert writer.calls[-1][1]["density"] == (total - 320) / total
   assert writer.flushed == 1
 
 
 def test_history_and_progress_writers(capsys):
   history = HistoryWriter([{"step": 10, "train_loss": 2.0}])
-  progress = ProgressWriter(end_step=40, label="level 1")
+  progress = ProgressWriter(end_step=40, label="level 1", mode="lines")
   progress.start(10)
   both = MultiWriter([history, progress])
   both.write_scalars(20, {"train_loss": 1.5, "train_accuracy": 0.25, "val_loss": 1.75,

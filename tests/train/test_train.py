@@ -163,7 +163,7 @@ def test_augmented_cifar_step_runs_under_mock_data(tmp_path):
   config.train.eval_every = "2it"
   config.train.checkpoint_every = "2it"
   config.schedule.drops = ("1ep",)
-  config.train.verbose = False
+  config.train.verbose = 0
   with tfds.testing.mock_data(num_examples=40):
     results = run_train(config, str(tmp_path))
   assert results["steps"] == 4 and np.isfinite(results["final_test_loss"])
