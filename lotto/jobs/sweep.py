@@ -91,7 +91,7 @@ def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
       result = runs.read_json(path)
     else:
       start = time.perf_counter()
-      result = run_prune(cell, cell_dir)
+      result = run_prune(cell, cell_dir, summary_line=False)
       ran += 1
       now = time.perf_counter()
       left = sum(n not in finished for n, _ in cells[index + 1:])
