@@ -1,10 +1,12 @@
 """Metric writers: TensorBoard events read back, progress modes, the bar under a terminal."""
 import io
+import json
 import os
 import pty
 import subprocess
 import sys
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lotto.runtime.metrics import ProgressWriter, TensorBoardWriter, format_seconds
@@ -97,3 +99,10 @@ def test_a_terminal_gets_a_progress_bar(tmp_path):
   text = output.decode()
   assert "\r[" in text and "] 40/40 | " in text and "ETA" in text
   assert text.rstrip().splitlines()[-1].lstrip("\r ").startswith("final test accuracy")
+  # The train run's TensorBoard events, in its workdir, match its results.json history.
+  scalars = _scalars(tmp_path / "run")
+  history = json.loads((tmp_path / "run" / "results.json").read_text())["history"]
+  assert scalars["test/accuracy"] == [(h["step"], pytest.approx(h["test_accuracy"]))
+                                      for h in history]
+  assert [v for _, v in scalars["density"]] == [1.0] * 4
+  assert scalars["learning_rate"][0][1] == pytest.approx(5e-3)
