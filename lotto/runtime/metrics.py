@@ -3,7 +3,8 @@
 The train loop hands every evaluation record to one `MetricWriter`
 (`write_scalars(step, scalars)`); the JSON history kept in checkpoints and
 results, progress on stdout (a bar, heartbeat lines, or a line per
-evaluation) and TensorBoard event files are writers. Only the main process prints or writes files.
+evaluation) and TensorBoard event files are writers. Only the main process
+prints or writes files.
 """
 from __future__ import annotations
 

@@ -162,7 +162,7 @@ def train_run(trainer: Trainer, directory: str, initial_state: TrainState,
     state, history = train_loop(trainer, state, checkpointer, end_step, history, writer=writer,
                                 hooks=hooks, prior_wall_time_s=prior, data_seed=data_seed)
   finally:
-    if owned:
+    if owned and writer is not None:
       writer.close()
   checkpointer.close()
   summary = summarize(trainer, state, history)
@@ -171,9 +171,9 @@ def train_run(trainer: Trainer, directory: str, initial_state: TrainState,
 
 
 def default_writer(exp, directory: str, end_step: int, start_step: int,
-                   label: str = "") -> MultiWriter:
+                   label: str = "") -> MultiWriter | None:
   """Progress on stdout (`exp.verbose`: 0 none, 1 bar or heartbeat, 2 every evaluation)
-  and, with `exp.tensorboard`, TensorBoard event files in `directory`."""
+  and, with `exp.tensorboard`, TensorBoard event files in `directory`; None if neither."""
   writers: list[MetricWriter] = []
   mode = progress_mode(exp.verbose)
   if mode is not None:
@@ -182,7 +182,7 @@ def default_writer(exp, directory: str, end_step: int, start_step: int,
     writers.append(progress)
   if exp.tensorboard:
     writers.append(TensorBoardWriter(directory, start_step))
-  return MultiWriter(writers)
+  return MultiWriter(writers) if writers else None
 
 
 def load_state(directory: str, step: int, like: TrainState) -> TrainState:
