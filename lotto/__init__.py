@@ -15,7 +15,6 @@ exactly as the `lotto` command runs them:
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
 __version__ = "0.1.0"
@@ -35,13 +34,13 @@ __all__ = sorted([*_ENTRY_POINTS, "load_config"])
 
 
 def load_config(path: str, argument: str | None = None):
-  """The `get_config(argument)` of a config file (e.g. "configs/mnist1d_mlp.py")."""
-  spec = importlib.util.spec_from_file_location("lotto_user_config", path)
-  if spec is None or spec.loader is None:
-    raise FileNotFoundError(f"no config file at {path}")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config() if argument is None else module.get_config(argument)
+  """The `get_config(argument)` of a config file (e.g. "configs/mnist1d_mlp.py").
+
+  Raises:
+    ConfigError: the file cannot load (missing, syntax error, failing import).
+  """
+  from lotto.jobs.config_files import load_config_file  # pylint: disable=import-outside-toplevel
+  return load_config_file(path, argument)
 
 
 def __getattr__(name: str) -> Any:

@@ -33,12 +33,35 @@ def _fail(message: str) -> None:
 HELP_FLAGS = ("--help", "-help", "-h", "--h", "-?", "--helpshort")
 
 
+def _config_path(argv: list[str]) -> tuple[str, str | None] | None:
+  """(file, argument) named by --config=FILE[:ARGUMENT], if any."""
+  for index, arg in enumerate(argv[1:], start=1):
+    value = None
+    if arg.startswith("--config="):
+      value = arg[len("--config="):]
+    elif arg == "--config" and index + 1 < len(argv):
+      value = argv[index + 1]
+    if value is not None:
+      path, _, argument = value.partition(":")
+      return path, argument or None
+  return None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing whose errors are one line and exit code 2; `--help` is lotto's own."""
   if any(arg in HELP_FLAGS for arg in argv[1:]):
     from lotto.jobs import help_text  # pylint: disable=import-outside-toplevel
     print(help_text())
     sys.exit(0)
+  config = _config_path(argv)
+  if config is not None:
+    # Loaded once here so a file that cannot load is one line, not a traceback
+    # from inside config_flags (which then loads it again).
+    from lotto.jobs.config_files import load_config_file  # pylint: disable=import-outside-toplevel
+    try:
+      load_config_file(*config)
+    except ConfigError as error:
+      _fail(str(error))
   try:
     return FLAGS(argv)
   except flags.Error as error:

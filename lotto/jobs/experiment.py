@@ -100,6 +100,28 @@ def _positive_int(value, what: str) -> int:
   return value
 
 
+SEED_LIMIT = 2**32  # PRNGKey(seed) keeps 32 bits: larger seeds would alias smaller ones
+
+
+def check_seed(value, what: str) -> int:
+  """Returns `value` if it is an integer in [0, 2**32).
+
+  Raises:
+    ConfigError: otherwise (a larger seed would silently alias a smaller one).
+  """
+  if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+    raise ConfigError(f"{what} must be an integer in [0, 2**32); got {value!r}")
+  return value
+
+
+def _widths(value) -> tuple[int, ...]:
+  if (isinstance(value, str) or not isinstance(value, (tuple, list)) or not value or
+      any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in value)):
+    raise ConfigError(f"model.widths must be a non-empty tuple of positive integers (hidden "
+                      f"layer widths), e.g. (500, 500); got {value!r}")
+  return tuple(value)
+
+
 def _verbosity(value) -> int:
   if value not in (0, 1, 2):  # True / False count as 1 / 0
     raise ConfigError(f"train.verbose must be 0 (quiet), 1 (progress bar, a line per run) or 2 "
@@ -115,9 +137,8 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """
   batch_size = _positive_int(config.data.batch_size, "data.batch_size")
   eval_batch_size = _positive_int(config.data.eval_batch_size, "data.eval_batch_size")
-  if not isinstance(config.seed, int):
-    raise ConfigError(f"seed must be an integer; got {config.seed!r}")
-  model_options = {"widths": tuple(config.model.widths)} if config.model.name == "mlp" else {}
+  check_seed(config.seed, "seed")
+  model_options = {"widths": _widths(config.model.widths)} if config.model.name == "mlp" else {}
   # Validate the model name and init before loading any data.
   create_model(config.model.name, 1, config.model.init, **model_options)
   tx = optim.create_optimizer(
@@ -133,7 +154,9 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
     raise ConfigError(f"unknown train.loop {config.train.loop!r}; valid choices: "
                       f"{', '.join(devices.TRAIN_LOOPS)}")
   for field in ("duration", "eval_every", "checkpoint_every"):
-    parse_duration(config.train[field], 1, f"train.{field}")
+    if parse_duration(config.train[field], 1, f"train.{field}") <= 0:
+      raise ConfigError(f"train.{field} must be a positive duration, e.g. '100it' or '1ep'; "
+                        f"got {config.train[field]!r}")
 
   dataset = data_lib.load_dataset(
       config.data.name, validation_size=config.data.validation_size,

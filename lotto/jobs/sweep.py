@@ -23,7 +23,7 @@ from lotto.core.ablations import ABLATIONS
 from lotto.core.durations import parse_duration
 from lotto.core.errors import ConfigError
 from lotto.core.scores import SCORES
-from lotto.jobs.experiment import canonical_config, create_experiment
+from lotto.jobs.experiment import canonical_config, check_seed, create_experiment
 from lotto.jobs.prune import run_prune
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -39,6 +39,10 @@ def cell_name(method: str, density: float, ablation: str, seed: int, at_step: st
 def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
   """(name, prune config) of every cell; validates the sweep lists first."""
   sweep = config.sweep
+  for field in ("methods", "densities", "ablations", "at_steps", "seeds"):
+    if isinstance(sweep[field], str) or not isinstance(sweep[field], (tuple, list)):
+      raise ConfigError(f"sweep.{field} must be a tuple, e.g. sweep.{field}=("
+                        f"{sweep[field]!r},); got {sweep[field]!r}")
   for method in sweep.methods:
     SCORES.get(method)
   for density in sweep.densities:
@@ -47,8 +51,10 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
     if ablation not in ABLATIONS:
       raise ConfigError(f"unknown ablation {ablation!r} in sweep.ablations; valid choices: "
                         f"{', '.join(ABLATIONS)}")
-  if not sweep.seeds or not all(isinstance(s, int) for s in sweep.seeds):
+  if not sweep.seeds:
     raise ConfigError(f"sweep.seeds must be a non-empty list of integers; got {sweep.seeds!r}")
+  for seed in sweep.seeds:
+    check_seed(seed, "sweep.seeds entry")
   if not sweep.at_steps:
     raise ConfigError("sweep.at_steps must list at least one duration, e.g. ('0it', '100it')")
   cells = []
@@ -62,6 +68,11 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
   if not cells:
     raise ConfigError("the sweep has no cells: sweep.methods, sweep.densities and "
                       "sweep.ablations must each list at least one value")
+  names = [name for name, _ in cells]
+  twice = sorted({name for name in names if names.count(name) > 1})
+  if twice:
+    raise ConfigError(f"sweep cells would share a directory ({twice[0]}): a value is listed "
+                      "twice, or two densities agree to 6 significant digits")
   later = [a for a in sweep.at_steps if parse_duration(a, 1, "sweep.at_steps entry") > 0]
   if not later:  # pruning at init only: nothing to check against the training length
     return cells

@@ -22,7 +22,11 @@ __all__ = ["load_prune_results", "load_results", "write_imp_report", "write_prun
 
 
 def write_report(workdir: str) -> str:
-  """Builds the tables and plots for every kind of result under `workdir`.
+  """Builds the tables and plots for every run under `workdir`, of every kind.
+
+  Each stability study gets its report in its own directory; IMP runs
+  (outside stability studies) are pooled into one IMP report at `workdir`,
+  and prune runs into one PaI report.
 
   Returns:
     The text to print (tables and the paths of the plots).
@@ -33,10 +37,15 @@ def write_report(workdir: str) -> str:
   if not os.path.isdir(workdir):
     raise ConfigError(f"--workdir {workdir} does not exist")
   parts = []
-  if load_results(workdir, "stability"):
-    parts.append(write_stability_report(workdir))
-  elif load_results(workdir, "imp"):
-    parts.append(write_imp_report(workdir))
+  stability_runs = load_results(workdir, "stability")
+  for run in stability_runs:  # each study's own table and plot, in its own directory
+    parts.append(write_stability_report(run["path"]))
+  # IMP runs inside a stability study are part of it, not runs of their own.
+  studies = [os.path.join(run["path"], "") for run in stability_runs]
+  imp_runs = [run for run in load_results(workdir, "imp")
+              if not any(os.path.join(run["path"], "").startswith(s) for s in studies)]
+  if imp_runs:
+    parts.append(write_imp_report(workdir, imp_runs))
   if load_prune_results(workdir):
     parts.append(write_prune_report(workdir))
   if not parts:

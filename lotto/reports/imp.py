@@ -113,9 +113,14 @@ def plot_imp(results: list[dict], directory: str) -> list[str]:
   return paths
 
 
-def write_imp_report(workdir: str) -> str:
-  """The IMP level table (imp_report.txt) and plots for every IMP run under `workdir`."""
-  results = load_results(workdir, "imp")
+def write_imp_report(workdir: str, results: list[dict] | None = None) -> str:
+  """The IMP level table (imp_report.txt) and plots at `workdir`.
+
+  Args:
+    workdir: where the report goes.
+    results: the IMP runs to pool (default: every IMP run under `workdir`).
+  """
+  results = load_results(workdir, "imp") if results is None else results
   if not results:
     raise ConfigError(f"no IMP results (results.json with mode 'imp') under {workdir}")
   table = imp_table(results)

@@ -59,8 +59,9 @@ class EvalSet:
 
 
 def early_stopping(history: list[dict]) -> dict:
-  """The evaluation with minimum validation loss (None fields if no val set)."""
-  with_val = [h for h in history if "val_loss" in h]
+  """The evaluation with minimum finite validation loss (None fields if there is none)."""
+  # A diverged evaluation (NaN or inf loss) is never the best one.
+  with_val = [h for h in history if "val_loss" in h and math.isfinite(h["val_loss"])]
   if not with_val:
     return {"early_stop_step": None, "early_stop_test_accuracy": None, "early_stop_val_loss": None}
   best = min(with_val, key=lambda h: (h["val_loss"], h["step"]))

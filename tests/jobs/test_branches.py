@@ -177,6 +177,10 @@ def test_stability_job_end_to_end(tmp_path):
   returned = stability.run_stability(config, str(workdir))
   results = json.loads((workdir / "results.json").read_text())
   assert results == json.loads(json.dumps(returned))
+  # Re-run on the finished workdir: every point is read back, the file is identical.
+  again = stability.run_stability(config, str(workdir))
+  assert json.loads((workdir / "results.json").read_text()) == results
+  assert json.loads(json.dumps(again)) == results
   assert [r["rewind_step"] for r in results["rewind"]] == [0, 10]
   for record in results["rewind"]:
     for kind in ("dense", "sparse"):
