@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lotto.core.errors import ConfigError
+from lotto.core.errors import ConfigError, Diverged
 
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a get_config() file.",
@@ -23,6 +23,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a get_config(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if present).")
 
 USAGE_EXIT_CODE = 2
+DIVERGED_EXIT_CODE = 3  # a non-finite loss stopped training (train.on_nan = "stop")
 
 
 def _fail(message: str) -> None:
@@ -98,6 +99,9 @@ def main(argv: list[str]) -> None:
     run_job(_CONFIG.value, _WORKDIR.value)
   except ConfigError as error:
     _fail(str(error))
+  except Diverged as error:
+    print(f"lotto: error: {error}", file=sys.stderr)
+    sys.exit(DIVERGED_EXIT_CODE)
 
 
 def run() -> None:

@@ -1,10 +1,29 @@
-"""The one exception type for bad user input.
+"""lotto's exceptions: bad user input, and a run that diverged.
 
 Anything a user can get wrong (a name, a number, a duration, a workdir that
 holds another run) raises `ConfigError` with a one-line message naming what is
-wrong and the valid choices; the CLI prints it and exits with code 2.
+wrong and the valid choices; the CLI prints it and exits with code 2. A run
+whose loss stops being finite raises `Diverged` (exit code 3).
 """
 
 
 class ConfigError(ValueError):
   """Bad user input: an unknown name, an out-of-range value, a clash."""
+
+
+class Diverged(RuntimeError):
+  """Training produced a non-finite loss (with `train.on_nan = "stop"`).
+
+  Attributes:
+    step: the global step at the end of the block whose loss was not finite.
+    directory: the run's directory.
+    last_checkpoint: the latest checkpoint step written before it (None if none).
+  """
+
+  def __init__(self, step: int, directory: str, last_checkpoint: int | None):
+    self.step, self.directory, self.last_checkpoint = step, directory, last_checkpoint
+    kept = (f"the last finite checkpoint is step {last_checkpoint} in {directory}/checkpoints"
+            if last_checkpoint is not None else "no checkpoint was written before it")
+    super().__init__(f"training diverged: non-finite loss in the steps up to {step} of "
+                     f"{directory}; {kept}; lower the learning rate, or set "
+                     "train.on_nan=continue to train on")

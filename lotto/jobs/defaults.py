@@ -54,6 +54,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.loop = "auto"         # scan | step | auto (step for conv nets on CPU)
   config.train.verbose = 1           # 0 quiet | 1 progress bar, a line per run | 2 a line per eval
   config.train.tensorboard = True    # TensorBoard event files in each run's directory
+  config.train.on_nan = "stop"       # stop (exit 3, results.json says diverged) | continue
 
   config.masks = ml_collections.ConfigDict()
   config.masks.include = ""          # regex over key paths; "" = every kernel (ndim > 1)

@@ -8,6 +8,7 @@ field (names, numbers, durations) before anything touches the disk; the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import jax
@@ -23,7 +24,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Prunable
 from lotto.models import create_model, init_variables
-from lotto.runtime import devices
+from lotto.runtime import devices, runs
 from lotto.train import optim
 from lotto.train.state import TrainState, create_train_state
 
@@ -31,6 +32,21 @@ from lotto.train.state import TrainState, create_train_state
 def canonical_config(config: ml_collections.ConfigDict) -> dict:
   """The config as plain JSON-able data (tuples become lists): what config.json holds."""
   return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def records_divergence(mode: str):
+  """Decorates a job `fn(config, workdir, ...)`: if it raises `Diverged`, its workdir's
+  results.json says so (`runs.recording_divergence`) before the error propagates."""
+
+  def decorate(job):
+    @functools.wraps(job)
+    def run(config: ml_collections.ConfigDict, workdir: str, *args, **kwargs):
+      header = {"mode": mode, "config_hash": runs.config_hash(canonical_config(config))}
+      with runs.recording_divergence(workdir, header):
+        return job(config, workdir, *args, **kwargs)
+    return run
+
+  return decorate
 
 
 @dataclasses.dataclass
@@ -56,6 +72,7 @@ class Experiment:
     verbose: 0 quiet, 1 a progress bar on a terminal (heartbeat lines
       elsewhere) and a line per run, 2 a line per evaluation.
     tensorboard: write TensorBoard event files in every run's directory.
+    on_nan: "stop" (raise `Diverged` on a non-finite loss) or "continue".
   """
   run_config: dict
   seed: int
@@ -76,6 +93,7 @@ class Experiment:
   params_shape: object
   verbose: int
   tensorboard: bool
+  on_nan: str
 
   def duration(self, text: str, what: str) -> int:
     """Parses a duration of this experiment ("500it", "2ep") into steps."""
@@ -100,6 +118,7 @@ def _positive_int(value, what: str) -> int:
   return value
 
 
+ON_NAN = ("stop", "continue")
 SEED_LIMIT = 2**32  # PRNGKey(seed) keeps 32 bits: larger seeds would alias smaller ones
 
 
@@ -150,6 +169,9 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   optim.create_schedule(config.schedule.name, config.optimizer.learning_rate, 1, 1,
                         config.schedule.warmup, config.schedule.drops,
                         config.schedule.drop_factor)
+  if config.train.on_nan not in ON_NAN:
+    raise ConfigError(f"unknown train.on_nan {config.train.on_nan!r}; valid choices: "
+                      f"{', '.join(ON_NAN)}")
   if config.train.loop not in devices.TRAIN_LOOPS:
     raise ConfigError(f"unknown train.loop {config.train.loop!r}; valid choices: "
                       f"{', '.join(devices.TRAIN_LOOPS)}")
@@ -192,4 +214,4 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
       save_steps=frozenset(save_steps | {total}), prunable=prunable,
       mesh=devices.create_mesh(config.data_parallel, batch_size), loop=config.train.loop,
       params_shape=params_shape, verbose=_verbosity(config.train.verbose),
-      tensorboard=bool(config.train.tensorboard))
+      tensorboard=bool(config.train.tensorboard), on_nan=config.train.on_nan)

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import ml_collections
 
-from lotto.jobs.experiment import create_experiment
+from lotto.jobs.experiment import create_experiment, records_divergence
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
@@ -13,6 +13,7 @@ from lotto.train.loop import train_run
 from lotto.train.trainer import Trainer
 
 
+@records_divergence("train")
 def run_train(config: ml_collections.ConfigDict, workdir: str,
               hooks: Sequence[Hook] = ()) -> dict:
   """One (masked or dense) training run: `config.mode == "train"`.
@@ -34,6 +35,8 @@ def run_train(config: ml_collections.ConfigDict, workdir: str,
 
   Raises:
     ConfigError: an invalid field, or a workdir holding another config.
+    Diverged: a non-finite loss with `train.on_nan = "stop"` (results.json
+      then says `"diverged": true`).
   """
   exp = create_experiment(config)
   runs.prepare_workdir(exp.run_config, workdir)

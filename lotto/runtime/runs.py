@@ -11,13 +11,14 @@ ever overwritten by another experiment's.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Iterator
 
 from lotto.core import masks as masks_lib
-from lotto.core.errors import ConfigError
+from lotto.core.errors import ConfigError, Diverged
 from lotto.core.types import Masks, Prunable
 from lotto.runtime.devices import is_main_process
 
@@ -25,7 +26,9 @@ CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 
 # Fields that do not change what a run computes: they may differ on resume.
-_COSMETIC = (("train", "verbose"), ("train", "tensorboard"))
+# on_nan only decides whether a diverging run stops: a stopped run may be resumed
+# with on_nan=continue.
+_COSMETIC = (("train", "verbose"), ("train", "tensorboard"), ("train", "on_nan"))
 
 
 def _comparable(config: dict) -> dict:
@@ -132,3 +135,21 @@ def write_layer_report(directory: str, masks: Masks, prunable: Prunable) -> tupl
   text = masks_lib.format_layer_report(rows)
   write_text(os.path.join(directory, LAYER_REPORT_FILE), text + "\n")
   return rows, text
+
+
+@contextlib.contextmanager
+def recording_divergence(workdir: str, header: dict) -> Iterator[None]:
+  """Marks the run's results.json `"diverged": true` (with the step) if training diverges.
+
+  The results written so far (an IMP run's finished levels) stay; without
+  any, `header` starts the file. The `Diverged` error propagates (exit 3).
+  """
+  try:
+    yield
+  except Diverged as error:
+    path = os.path.join(workdir, RESULTS_FILE)
+    results = read_json(path) if os.path.exists(path) else dict(header)
+    results.update(diverged=True, diverged_at_step=error.step, diverged_in=error.directory,
+                   last_finite_checkpoint=error.last_checkpoint)
+    write_json(path, results)
+    raise

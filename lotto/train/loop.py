@@ -9,12 +9,13 @@ arguments ends with the same params as an uninterrupted one.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Sequence
 
 from lotto.core import masks as masks_lib
-from lotto.core.errors import ConfigError
+from lotto.core.errors import ConfigError, Diverged
 from lotto.runtime.checkpoints import Checkpointer
 from lotto.runtime.devices import note
 from lotto.runtime.metrics import (HistoryWriter, MetricWriter, MultiWriter, ProgressWriter,
@@ -39,6 +40,9 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer |
   plus the learning rate and the global and per-layer density
   ("density/<layer>") to `writer`; then the checkpoint (state + history) is
   saved at multiples of `checkpoint_every`, at kept steps and at the end.
+
+  With the setup's `on_nan == "stop"`, a block whose mean loss is not finite
+  raises `Diverged` before anything of that step is saved.
 
   Args:
     trainer: compiled functions and data.
@@ -76,6 +80,10 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer |
     target = min(min(candidates), end_step)
     state, metrics = trainer.run_block(state, target - step, data_seed)
     step = target
+    if exp.on_nan == "stop" and not math.isfinite(metrics["loss"]):
+      # Before this step's checkpoint: every checkpoint on disk is finite.
+      directory = os.path.dirname(checkpointer.directory) if checkpointer else "(no directory)"
+      raise Diverged(step, directory, checkpointer.latest_step() if checkpointer else None)
     for hook, hook_step in zip(hooks, due):
       if hook_step == step:
         replaced = hook(step, state)

@@ -46,6 +46,7 @@ class TrainSetup(Protocol):
   params_shape: PyTree
   verbose: int          # 0 quiet, 1 progress bar / heartbeat, 2 a line per evaluation
   tensorboard: bool     # write TensorBoard event files in each run's directory
+  on_nan: str           # "stop": raise Diverged on a non-finite loss | "continue"
 
 
 class Trainer:
