@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from lotto.core.errors import ConfigError
+
 
 MNIST1D_ARGS = dict(num_samples=5000, train_split=0.8, template_len=12, padding=[36, 60],
                     scale_coeff=0.4, max_translation=48, corr_noise_scale=0.25,
@@ -44,8 +46,13 @@ def load_mnist1d(cache_dir: str | None = None, **overrides) -> dict:
   raw = make_dataset(ObjectView(dict(args)))
   arrays = dict(x=raw["x"].astype(np.float32), y=raw["y"].astype(np.int32),
                 x_test=raw["x_test"].astype(np.float32), y_test=raw["y_test"].astype(np.int32))
-  os.makedirs(cache_dir, exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+  try:
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+  except OSError as error:
+    raise ConfigError(f"data.cache_dir {cache_dir} cannot hold the MNIST-1D cache: "
+                      f"{error.strerror or error}; set data.cache_dir (or $LOTTO_CACHE) to a "
+                      "writable directory") from None
   return arrays

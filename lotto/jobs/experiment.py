@@ -24,7 +24,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Prunable
 from lotto.models import create_model, init_variables
-from lotto.runtime import devices, runs
+from lotto.runtime import devices, locks, runs
 from lotto.train import optim
 from lotto.train.state import TrainState, create_train_state
 
@@ -34,16 +34,17 @@ def canonical_config(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def records_divergence(mode: str):
-  """Decorates a job `fn(config, workdir, ...)`: if it raises `Diverged`, its workdir's
-  results.json says so (`runs.recording_divergence`) before the error propagates."""
+def job(mode: str):
+  """Decorates a job `fn(config, workdir, ...)`: the workdir locks it takes
+  (`runs.prepare_workdir`) are released when it ends, and if it raises `Diverged`
+  its workdir's results.json says so (`runs.recording_divergence`) first."""
 
-  def decorate(job):
-    @functools.wraps(job)
+  def decorate(function):
+    @functools.wraps(function)
     def run(config: ml_collections.ConfigDict, workdir: str, *args, **kwargs):
       header = {"mode": mode, "config_hash": runs.config_hash(canonical_config(config))}
-      with runs.recording_divergence(workdir, header):
-        return job(config, workdir, *args, **kwargs)
+      with locks.releasing_locks(), runs.recording_divergence(workdir, header):
+        return function(config, workdir, *args, **kwargs)
     return run
 
   return decorate

@@ -35,7 +35,7 @@ from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.core.types import Masks, Prunable
 from lotto.jobs import branches as branches_lib
-from lotto.jobs.experiment import Experiment, create_experiment, records_divergence
+from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.runtime import runs
 from lotto.runtime.devices import is_main_process, note
 from lotto.train.hooks import Hook
@@ -268,7 +268,7 @@ def run_branch(run: _Run, name: str, inputs: branches_lib.LevelInputs) -> dict:
   return record
 
 
-@records_divergence("imp")
+@job("imp")
 def run_imp(config: ml_collections.ConfigDict, workdir: str,
             hooks: Sequence[Hook] = ()) -> dict:
   """Runs (or resumes) IMP with rewinding and its branches; writes results and plots.

@@ -26,7 +26,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.scores import DATA_DEPENDENT, SCORES, ScoringContext
 from lotto.core.types import Masks
-from lotto.jobs.experiment import Experiment, create_experiment, records_divergence
+from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
@@ -126,7 +126,7 @@ def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats)
   return masks
 
 
-@records_divergence("prune")
+@job("prune")
 def run_prune(config: ml_collections.ConfigDict, workdir: str,
               hooks: Sequence[Hook] = (), summary_line: bool = True) -> dict:
   """Prunes at initialization (or at step k), trains the mask, writes results.json.

@@ -32,7 +32,7 @@ from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.jobs import imp as imp_lib
-from lotto.jobs.experiment import Experiment, create_experiment, records_divergence
+from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.loop import load_state, train_run
@@ -119,7 +119,7 @@ def _pair(trainer: Trainer, directory: str, initial: TrainState, points: int, la
           "density": masks_lib.density(initial.masks, exp.prunable)}
 
 
-@records_divergence("stability")
+@job("stability")
 def run_stability(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Instability (dense and, with levels > 0, sparse) and ticket accuracy per rewind step."""
   exp = create_experiment(config)

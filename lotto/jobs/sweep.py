@@ -23,7 +23,7 @@ from lotto.core.ablations import ABLATIONS
 from lotto.core.durations import parse_duration
 from lotto.core.errors import ConfigError
 from lotto.core.scores import SCORES
-from lotto.jobs.experiment import canonical_config, check_seed, create_experiment
+from lotto.jobs.experiment import canonical_config, check_seed, create_experiment, job
 from lotto.jobs.prune import run_prune
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -85,6 +85,7 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
   return cells
 
 
+@job("prune_sweep")
 def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) every cell, then writes results.json and the report."""
   cells = cell_configs(config)

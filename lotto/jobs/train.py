@@ -5,7 +5,7 @@ from typing import Sequence
 
 import ml_collections
 
-from lotto.jobs.experiment import create_experiment, records_divergence
+from lotto.jobs.experiment import create_experiment, job
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
@@ -13,7 +13,7 @@ from lotto.train.loop import train_run
 from lotto.train.trainer import Trainer
 
 
-@records_divergence("train")
+@job("train")
 def run_train(config: ml_collections.ConfigDict, workdir: str,
               hooks: Sequence[Hook] = ()) -> dict:
   """One (masked or dense) training run: `config.mode == "train"`.

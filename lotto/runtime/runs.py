@@ -20,10 +20,14 @@ from typing import Any, Iterator
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError, Diverged
 from lotto.core.types import Masks, Prunable
+from lotto.runtime import locks
 from lotto.runtime.devices import is_main_process
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
+RUN_ID_FILE = "run_id.json"  # the config hash again: the run's identity survives config.json
+# What marks a directory as holding a lotto run's files.
+_RUN_FILES = (RESULTS_FILE, "checkpoints", "level_0", "cells", "dense", "train", "masks.npz")
 
 # Fields that do not change what a run computes: they may differ on resume.
 # on_nan only decides whether a diverging run stops: a stopped run may be resumed
@@ -68,18 +72,36 @@ def read_json(path: str) -> Any:
 def check_workdir(run_config: dict, workdir: str) -> None:
   """Refuses a workdir that holds a run of a different config (writes nothing).
 
+  The run's identity is in two files, config.json and run_id.json (its hash),
+  so it survives the loss of either; a workdir with run files but neither is
+  refused rather than mixed with a new run.
+
   Raises:
-    ConfigError: naming the first differing fields.
+    ConfigError: another config's run (naming the first differing fields), a
+      workdir that is a file, or run files of unknown identity.
   """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"workdir {workdir} is a file, not a directory; use a new --workdir")
   path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  saved = _comparable(read_json(path))
+  id_path = os.path.join(workdir, RUN_ID_FILE)
   wanted = _comparable(run_config)
-  if saved != wanted:
-    diffs = _differences(saved, wanted)
-    raise ConfigError(f"workdir {workdir} holds a run with a different config ({'; '.join(diffs[:3])}"
-                      f"{'; ...' if len(diffs) > 3 else ''}); use a new --workdir or the same config")
+  if os.path.exists(path):
+    saved = _comparable(read_json(path))
+    if saved != wanted:
+      diffs = _differences(saved, wanted)
+      raise ConfigError(f"workdir {workdir} holds a run with a different config "
+                        f"({'; '.join(diffs[:3])}{'; ...' if len(diffs) > 3 else ''}); use a "
+                        "new --workdir or the same config")
+  elif os.path.exists(id_path):
+    saved_hash = read_json(id_path).get("config_hash")
+    if saved_hash != config_hash(run_config):
+      raise ConfigError(f"workdir {workdir} holds a run of another config (hash {saved_hash}, "
+                        f"now {config_hash(run_config)}; its {CONFIG_FILE} is missing); use a "
+                        "new --workdir or that run's config")
+  elif any(os.path.exists(os.path.join(workdir, name)) for name in _RUN_FILES):
+    raise ConfigError(f"workdir {workdir} holds run files but neither {CONFIG_FILE} nor "
+                      f"{RUN_ID_FILE}: its config is unknown, so nothing is mixed into it; use a "
+                      "new --workdir")
 
 
 def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
@@ -94,13 +116,25 @@ def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
 
 
 def prepare_workdir(run_config: dict, workdir: str) -> None:
-  """Creates the workdir and saves the resolved config (after `check_workdir`)."""
+  """Checks the workdir (`check_workdir`), takes its lock, and saves the run's identity.
+
+  Writes config.json and run_id.json when missing (either restores the other).
+
+  Raises:
+    ConfigError: as `check_workdir`; the workdir is locked by another live
+      process; or it cannot be created or written (naming why).
+  """
   check_workdir(run_config, workdir)
-  if is_main_process():
-    os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    write_json(path, run_config)
+  try:
+    if is_main_process():
+      os.makedirs(workdir, exist_ok=True)
+    locks.acquire(workdir)
+    for name, payload in ((CONFIG_FILE, run_config),
+                          (RUN_ID_FILE, {"config_hash": config_hash(run_config)})):
+      if not os.path.exists(os.path.join(workdir, name)):
+        write_json(os.path.join(workdir, name), payload)
+  except OSError as error:
+    raise ConfigError(f"cannot write the workdir {workdir}: {error.strerror or error}") from None
 
 
 def write_results(workdir: str, results: dict) -> str:

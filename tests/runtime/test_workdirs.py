@@ -1,0 +1,79 @@
+"""Workdirs: one process at a time (a lock), an identity that survives a lost config.json,
+and one-line errors for a workdir or cache that cannot be used."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import lotto
+from lotto.core.errors import ConfigError, Diverged
+from lotto.runtime import runs
+from tests.jobs.test_cli import TEST_CONFIG, run_cli
+
+
+def _lock(workdir, pid, host=None):
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / "lock").write_text(json.dumps({"pid": pid, "host": host or socket.gethostname()}))
+
+
+def test_a_workdir_in_use_by_a_live_process_is_refused(tiny_config, tmp_path):
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    _lock(tmp_path / "run", holder.pid)
+    with pytest.raises(ConfigError, match=f"workdir .* is in use by process {holder.pid} on "
+                                          f"host {socket.gethostname()}"):
+      lotto.run_train(tiny_config, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "results.json").exists()
+  finally:
+    holder.kill()
+    holder.wait()
+  # Its process is gone: the lock is stale, taken over, and released at the end.
+  lotto.run_train(tiny_config, str(tmp_path / "run"))
+  assert (tmp_path / "run" / "results.json").exists()
+  assert not (tmp_path / "run" / "lock").exists()
+
+
+def test_a_lock_from_another_host_is_refused_and_a_failed_job_releases_its_own(tiny_config,
+                                                                               tmp_path):
+  _lock(tmp_path / "other", 1, host="elsewhere.example")
+  with pytest.raises(ConfigError, match="in use by process 1 on host elsewhere.example"):
+    lotto.run_train(tiny_config, str(tmp_path / "other"))
+  tiny_config.optimizer.name, tiny_config.optimizer.learning_rate = "sgd", 1e8
+  with pytest.raises(Diverged):
+    lotto.run_train(tiny_config, str(tmp_path / "diverged"))
+  assert not (tmp_path / "diverged" / "lock").exists()
+
+
+def test_the_run_identity_survives_a_lost_config_json(tiny_config, tmp_path):
+  workdir = tmp_path / "run"
+  first = lotto.run_train(tiny_config, str(workdir))
+  os.remove(workdir / runs.CONFIG_FILE)
+  tiny_config.seed = 1
+  with pytest.raises(ConfigError, match=r"holds a run of another config \(hash .*; its "
+                                        r"config.json is missing\)"):
+    lotto.run_train(tiny_config, str(workdir))
+  tiny_config.seed = 0
+  again = lotto.run_train(tiny_config, str(workdir))  # the same config: resumed, file restored
+  assert again["history"] == first["history"] and (workdir / runs.CONFIG_FILE).exists()
+  for name in (runs.CONFIG_FILE, runs.RUN_ID_FILE):
+    os.remove(workdir / name)
+  with pytest.raises(ConfigError, match="holds run files but neither config.json nor "
+                                        "run_id.json"):
+    lotto.run_train(tiny_config, str(workdir))
+
+
+def test_a_workdir_that_is_a_file_and_an_unusable_cache_are_one_line_errors(tmp_path):
+  (tmp_path / "file").write_text("not a directory")
+  result = run_cli(f"--config={TEST_CONFIG}", f"--workdir={tmp_path / 'file'}")
+  assert result.returncode == 2
+  assert result.stderr.strip() == (f"lotto: error: workdir {tmp_path / 'file'} is a file, not "
+                                    "a directory; use a new --workdir")
+  result = run_cli(f"--config={TEST_CONFIG}", f"--workdir={tmp_path / 'run'}",
+                   f"--config.data.cache_dir={tmp_path / 'file' / 'cache'}")
+  assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+  assert f"data.cache_dir {tmp_path / 'file' / 'cache'} cannot hold the MNIST-1D cache" \
+      in result.stderr
+  assert not (tmp_path / "run").exists()
