@@ -40,11 +40,18 @@ class ScoringContext:
     input_shape: shape of one example (for SynFlow's all-ones input).
     temperature: GraSP's logit temperature.
     synflow_dtype: "float64" (default) or "float32".
+    grasp_params: what GraSP differentiates: "weights" (default: g and Hg over
+      the prunable weights only, biases and norm params held fixed, as the
+      authors' code and Synaptic-Flow do) or "all" (every param).
+    prunable: which leaves are the weights (None: every leaf with ndim > 1,
+      the default prunable choice). Static: a pytree of Python bools.
   """
   apply_fn: ApplyFn
   input_shape: tuple[int, ...]
   temperature: float = 200.0
   synflow_dtype: str = "float64"
+  grasp_params: str = "weights"
+  prunable: PyTree = None
 
 
 ScoreFn = Callable[[ScoringContext, Params, Masks, PyTree, Batch, jax.Array], Scores]
@@ -87,13 +94,29 @@ def snip(ctx, params, masks, batch_stats, batch, key) -> Scores:
   return jax.tree.map(lambda p, g: jnp.abs(p * g), masked, grads)
 
 
+GRASP_PARAMS = ("weights", "all")
+
+
+def _weights_only(ctx: ScoringContext, params: Params):
+  """`merge(w)`: params with the weights from `w` and every other leaf held fixed."""
+  if ctx.grasp_params == "all":
+    return lambda w: w
+  flags = ctx.prunable if ctx.prunable is not None else jax.tree.map(
+      lambda p: p.ndim > 1, params)
+  return lambda w: jax.tree.map(lambda f, new, old: new if f else jax.lax.stop_gradient(old),
+                                flags, w, params)
+
+
 def _hessian_gradient(ctx, params, batch_stats, batch):
   """H g of the tempered loss, g its gradient (g held constant).
 
+  With `ctx.grasp_params == "weights"` the non-weight leaves are held fixed:
+  their g is 0 and Hg is H_WW g_W over the weights W only.
   Forward-over-reverse (a JVP of the gradient along g): the same product as
   differentiating g . grad(L) again, at about half the cost (BUILD_NOTES.md).
   """
-  loss = lambda p: _loss(ctx, p, batch_stats, batch, ctx.temperature)  # noqa: E731
+  merge = _weights_only(ctx, params)
+  loss = lambda p: _loss(ctx, merge(p), batch_stats, batch, ctx.temperature)  # noqa: E731
   g = jax.lax.stop_gradient(jax.grad(loss)(params))
   return jax.jvp(jax.grad(loss), (params,), (g,))[1]
 

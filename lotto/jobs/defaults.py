@@ -73,6 +73,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.prune.at_step = "0it"       # score at step k of a dense run ("prune early")
   config.prune.samples_per_class = 10  # class-balanced batch for snip / grasp
   config.prune.synflow_dtype = "float64"  # float64 | float32
+  config.prune.grasp_params = "weights"  # weights (g, Hg over prunable weights) | all
 
   config.imp = ml_collections.ConfigDict()  # mode = "imp" (lottery tickets)
   config.imp.levels = 5              # pruning levels after the dense level 0
@@ -84,6 +85,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.imp.branches = ()           # reinit | shuffle | random | invert | start | magnitude_after_training
   config.imp.branch_levels = ()      # levels the branches run on; () = every level >= 1
   config.imp.start_point = "init"    # "start" branch: init (theta_0) | rewind (theta_k) | final (theta_T)
+  config.imp.open_lth_compat = False  # open_lth's counts: ceil(f * survivors) + 1 per level
   config.imp.mat_from = "final"      # magnitude_after_training: final (fine-tune) | rewind (retrain)
 
   config.stability = ml_collections.ConfigDict()  # mode = "stability" (rewinding study)

@@ -62,6 +62,8 @@ class ImpSettings:
     start_point, mat_from: options of the "start" and
       "magnitude_after_training" branches.
     prunable: the layers IMP prunes (`masks.*` minus `imp.exclude`).
+    open_lth_compat: prune with open_lth's counts (ceil(f * survivors) + 1 per
+      level, recursively) instead of round((1 - f)**L * N).
   """
   levels: int
   fraction: float
@@ -73,6 +75,13 @@ class ImpSettings:
   start_point: str
   mat_from: str
   prunable: Prunable
+  open_lth_compat: bool = False
+
+  def open_lth_fraction(self) -> float | dict[str, float] | None:
+    """The per-level fraction for open_lth's counts (None unless `open_lth_compat`)."""
+    if not self.open_lth_compat:
+      return None
+    return self.fraction if self.scope == "global" else dict(self.fractions)
 
   def target(self, level: int) -> Target:
     """The density after `level` levels: (1 - f)**L, global or per layer."""
@@ -147,7 +156,8 @@ def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment)
   return ImpSettings(levels=c.levels, fraction=fraction, fractions=fractions, scope=c.scope,
                      rewind_step=rewind_step, branches=tuple(c.branches),
                      branch_levels=tuple(sorted(set(levels))), start_point=c.start_point,
-                     mat_from=c.mat_from, prunable=prunable)
+                     mat_from=c.mat_from, prunable=prunable,
+                     open_lth_compat=bool(c.open_lth_compat))
 
 
 def level_dir(workdir: str, level: int) -> str:
@@ -155,9 +165,17 @@ def level_dir(workdir: str, level: int) -> str:
 
 
 def prune_level(final_params, masks: Masks, prunable: Prunable, target: Target,
-                scope: str) -> Masks:
-  """IMP's pruning step: keep the largest |theta_T| among survivors, to `target`."""
+                scope: str, open_lth_fraction: float | Mapping[str, float] | None = None
+                ) -> Masks:
+  """IMP's pruning step: keep the largest |theta_T| among survivors, to `target`.
+
+  With `open_lth_fraction` (the per-level fraction, global or per layer), the
+  count is open_lth's rule on the current survivors instead of the target.
+  """
   scores = jax.tree.map(jnp.abs, final_params)
+  if open_lth_fraction is not None:
+    return selection.prune_fraction_open_lth(scores, masks, prunable, open_lth_fraction,
+                                             scope=scope)
   return selection.prune_to_density(scores, masks, prunable, target, scope=scope)
 
 
@@ -233,7 +251,7 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
     else:
       previous = run.final(level - 1)
       masks = prune_level(previous.params, previous.masks, settings.prunable,
-                          settings.target(level), settings.scope)
+                          settings.target(level), settings.scope, settings.open_lth_fraction())
     runs.write_masks(mask_path, masks)
   report, _ = runs.write_layer_report(directory, masks, settings.prunable)
   label = f"level {level}/{settings.levels}"

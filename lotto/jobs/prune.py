@@ -24,7 +24,7 @@ from lotto.core import ablations, connectivity, distributions, schedules, select
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
-from lotto.core.scores import DATA_DEPENDENT, SCORES, ScoringContext
+from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, ScoringContext
 from lotto.core.types import Masks
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.runtime import runs
@@ -51,6 +51,7 @@ class PruneSettings:
   at_step: int
   samples_per_class: int
   synflow_dtype: str
+  grasp_params: str
 
 
 def _choice(value, valid, what):
@@ -88,7 +89,8 @@ def prune_settings_from_config(config: ml_collections.ConfigDict,
       schedule=_choice(p.schedule, schedules.SCHEDULES, "prune.schedule"),
       ablation=_choice(p.ablation, ablations.ABLATIONS, "prune.ablation"),
       at_step=at_step, samples_per_class=p.samples_per_class,
-      synflow_dtype=_choice(p.synflow_dtype, ("float64", "float32"), "prune.synflow_dtype"))
+      synflow_dtype=_choice(p.synflow_dtype, ("float64", "float32"), "prune.synflow_dtype"),
+      grasp_params=_choice(p.grasp_params, GRASP_PARAMS, "prune.grasp_params"))
 
 
 def scoring_batch(exp: Experiment, per_class: int) -> tuple[jax.Array, jax.Array]:
@@ -103,7 +105,8 @@ def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats)
   """Scores `params`, prunes, and applies the mask-level ablation if any."""
   ones = masks_lib.ones_like(params)
   ctx = ScoringContext(exp.model.apply, exp.dataset.input_shape,
-                       synflow_dtype=settings.synflow_dtype)
+                       synflow_dtype=settings.synflow_dtype, grasp_params=settings.grasp_params,
+                       prunable=exp.prunable)
   batch = scoring_batch(exp, settings.samples_per_class) if settings.method in DATA_DEPENDENT \
       else None
   target = settings.density

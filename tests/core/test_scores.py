@@ -107,35 +107,58 @@ def test_snip_closed_form():
   np.testing.assert_allclose(scores["kernel"], np.abs(w * grad), rtol=1e-5, atol=1e-7)
 
 
-def test_grasp_sign_and_value_against_explicit_hessian():
-  # 2-layer linear net f(x) = x W1 W2; GraSP keep-score = theta * (H g) with
-  # logits / T. Reference: the full Hessian matrix of the flattened loss.
-  class TwoLinear(nn.Module):
-    @nn.compact
-    def __call__(self, x, train=False):
-      return nn.Dense(3, use_bias=False, name="l2")(nn.Dense(4, use_bias=False, name="l1")(x))
+class TwoLayerWithBiases(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    return nn.Dense(3, name="l2")(jnp.tanh(nn.Dense(4, name="l1")(x)))
 
-  model = TwoLinear()
+
+@pytest.mark.parametrize("grasp_params", ["weights", "all"])
+def test_grasp_sign_and_value_against_explicit_hessian(grasp_params):
+  # GraSP keep-score = theta * (H g) with logits / T. Reference: the explicit Hessian of the
+  # flattened loss over the weights only (biases held fixed, the default, as the authors' code
+  # and Synaptic-Flow) or over every parameter (the "all" option).
+  model = TwoLayerWithBiases()
   x = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
   y = jnp.array([0, 1, 2, 0, 1, 2])
   params = model.init(jax.random.PRNGKey(0), x)["params"]
-  ctx = ScoringContext(model.apply, (5,), temperature=2.0)
-  flat, unravel = jax.flatten_util.ravel_pytree(params)
+  ctx = ScoringContext(model.apply, (5,), temperature=2.0, grasp_params=grasp_params)
+  differentiated = params if grasp_params == "all" else {
+      name: {"kernel": layer["kernel"]} for name, layer in params.items()}
+  flat, unravel = jax.flatten_util.ravel_pytree(differentiated)
 
   def loss(v):
-    logits = model.apply({"params": unravel(v)}, x) / 2.0
+    merged = {name: {**params[name], **layer} for name, layer in unravel(v).items()}
+    logits = model.apply({"params": merged}, x) / 2.0
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   hessian = jax.hessian(loss)(flat)
   g = jax.grad(loss)(flat)
   expected = unravel(flat * (hessian @ g))
   got = SCORES.get("grasp")(ctx, params, masks_lib.ones_like(params), {}, (x, y), None)
-  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+  for name in ("l1", "l2"):
+    np.testing.assert_allclose(got[name]["kernel"], expected[name]["kernel"], rtol=1e-4,
+                               atol=1e-7)
+  if grasp_params == "weights":
+    assert not np.any(np.asarray(got["l1"]["bias"]))  # biases hold no score
+  else:
+    np.testing.assert_allclose(got["l1"]["bias"], expected["l1"]["bias"], rtol=1e-4, atol=1e-7)
   # sign: grasp keeps large theta*Hg, grasp_abs ranks |theta*Hg|
   absolute = SCORES.get("grasp_abs")(ctx, params, masks_lib.ones_like(params), {}, (x, y), None)
   np.testing.assert_allclose(absolute["l1"]["kernel"], np.abs(got["l1"]["kernel"]))
   assert np.any(np.asarray(got["l1"]["kernel"]) < 0)  # not silently an absolute value
+
+
+def test_grasp_over_weights_differs_from_grasp_over_all_params():
+  model = TwoLayerWithBiases()
+  x = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
+  y = jnp.array([0, 1, 2, 0, 1, 2])
+  params = model.init(jax.random.PRNGKey(0), x)["params"]
+  scores = {option: SCORES.get("grasp")(ScoringContext(model.apply, (5,), grasp_params=option),
+                                        params, masks_lib.ones_like(params), {}, (x, y), None)
+            for option in ("weights", "all")}
+  assert not np.allclose(scores["weights"]["l1"]["kernel"], scores["all"]["l1"]["kernel"],
+                         rtol=1e-3)
 
 
 FAMILIES = [("mlp", (40,)), ("lenet5", (28, 28, 1)), ("resnet20", (32, 32, 3))]

@@ -85,14 +85,17 @@ def test_monotone_only_survivors_are_candidates():
   np.testing.assert_array_equal(new["w"]["kernel"][0], [False, False, True, True, True])
 
 
-def test_open_lth_compat_prunes_one_more():
+def test_open_lth_counts_prune_one_more_of_the_survivors():
   scores = {"w": {"kernel": jax.random.normal(jax.random.PRNGKey(2), (10, 10))}}
   prunable = masks_lib.select_prunable(scores)
   ones = masks_lib.ones_like(scores)
   plain = selection.prune_to_density(scores, ones, prunable, 0.8)
-  compat = selection.prune_to_density(scores, ones, prunable, 0.8, open_lth_compat=True)
+  compat = selection.prune_fraction_open_lth(scores, ones, prunable, 0.2)
   assert int(plain["w"]["kernel"].sum()) == 80
   assert int(compat["w"]["kernel"].sum()) == 100 - (20 + 1)  # ceil(0.2 * 100) + 1 pruned
+  again = selection.prune_fraction_open_lth(scores, compat, prunable, 0.2)
+  assert int(again["w"]["kernel"].sum()) == 79 - (16 + 1)  # of the 79 survivors, recursively
+  assert not np.any(np.asarray(again["w"]["kernel"]) & ~np.asarray(compat["w"]["kernel"]))
 
 
 def test_bad_arguments():

@@ -52,7 +52,7 @@ def _imp_levels(exp, settings, levels, seed=0):
   for level in range(1, levels + 1):
     final = masks_lib.apply(_random_params(exp, jax.random.PRNGKey(seed + level)), masks)
     masks = imp_lib.prune_level(final, masks, settings.prunable, settings.target(level),
-                                settings.scope)
+                                settings.scope, settings.open_lth_fraction())
     out.append(masks)
   return out
 
@@ -70,6 +70,17 @@ def test_global_density_after_l_levels_within_one_weight():
     if level:  # monotone: every survivor of level L survived level L - 1
       for new, old in zip(jax.tree.leaves(masks), jax.tree.leaves(levels[level - 1])):
         assert not np.any(np.asarray(new) & ~np.asarray(old))
+
+
+def test_open_lth_compat_counts_follow_open_lth_level_after_level():
+  config = load_config("test")
+  config.imp.fraction, config.imp.scope, config.imp.open_lth_compat = 0.2, "global", True
+  exp = _fake_experiment("lenet300", (784,))
+  settings = imp_lib.imp_settings_from_config(config, exp)
+  kept = [masks_lib.count(m, settings.prunable)[0] for m in _imp_levels(exp, settings, 20)]
+  # ALGORITHMS.md: A_L = A_{L-1} - ceil(0.2 A_{L-1}) - 1, open_lth's LeNet-300-100 sequence.
+  assert kept[:5] == [266_200, 212_959, 170_366, 136_291, 109_031]
+  assert kept[20] == 3_062
 
 
 def test_lenet300_layerwise_20_20_10_matches_the_published_sequence():
