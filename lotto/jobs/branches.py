@@ -12,7 +12,8 @@ its results beside the level in `level_<L>/branches/<name>/`.
 | reinit | the ticket's | fresh init from another key |
 | shuffle | ticket's, shuffled within each layer | theta_k |
 | random | random, the ticket's per-layer densities | theta_k |
-| invert | keeps the *smallest* magnitudes IMP would prune | theta_k |
+| invert | this level's pruning reversed, among the previous level's survivors (weak: shares most weights with the ticket) | theta_k |
+| invert_after_training | the *smallest* \|theta_T\| of the dense run, one shot, the level's density (strong, as Missing the Mark) | theta_k |
 | start | the ticket's | theta_0 (from step 0), theta_k, or theta_T (at step k) |
 | magnitude_after_training | one-shot magnitude of the dense theta_T, the level's density | theta_T (fine-tune) or theta_k (retrain) |
 """
@@ -119,6 +120,25 @@ def inverted_masks(inputs: LevelInputs) -> Masks:
 def invert(inputs: LevelInputs) -> TrainState:
   """Keeps the weights IMP pruned at this level's step (smallest |theta|), from theta_k."""
   return rewind(inputs.theta_k, inverted_masks(inputs), inputs.exp.tx)
+
+
+def inverted_after_training_masks(inputs: LevelInputs) -> Masks:
+  """One shot from the dense run: keep the level's density worth of the *smallest* |theta_T|."""
+  scores = jax.tree.map(lambda p: -jnp.abs(p), inputs.theta_T.params)
+  ones = masks_lib.ones_like(inputs.theta_T.params)
+  return selection.prune_to_density(scores, ones, inputs.exp.prunable, inputs.target,
+                                    scope=inputs.scope)
+
+
+@BRANCHES.register("invert_after_training")
+def invert_after_training(inputs: LevelInputs) -> TrainState:
+  """The strong inversion: the smallest magnitudes of the trained dense net, from theta_k.
+
+  `invert` reverses only this level's step among the previous survivors, so at
+  high levels its mask shares most of its weights with the ticket; this one
+  inverts magnitude pruning after training, as "Missing the Mark" does.
+  """
+  return rewind(inputs.theta_k, inverted_after_training_masks(inputs), inputs.exp.tx)
 
 
 @BRANCHES.register("start")

@@ -108,6 +108,29 @@ def test_start_point(level_inputs, point, source, step):
   assert int(state.step) == step
 
 
+def test_invert_after_training_keeps_the_smallest_dense_magnitudes(level_inputs):
+  state = branches_lib.BRANCHES.get("invert_after_training")(level_inputs)
+  prunable = level_inputs.exp.prunable
+  kept, dropped = [], []
+  for m, p, f in zip(_leaves(state.masks), _leaves(level_inputs.theta_T.params),
+                     jax.tree.leaves(prunable)):
+    if f:
+      kept.append(np.abs(p[m]))
+      dropped.append(np.abs(p[~m]))
+  assert np.concatenate(kept).max() <= np.concatenate(dropped).min()
+  total = sum(a.size for a in kept) + sum(a.size for a in dropped)
+  assert sum(a.size for a in kept) == round(0.5 * total)  # the level's density, exactly
+  want = masks_lib.apply(level_inputs.theta_k.params, state.masks)
+  for got, expect in zip(_leaves(state.params), _leaves(want)):
+    np.testing.assert_array_equal(got, expect)
+  # At density 0.5 (global, no ties) it is exactly the complement of one-shot magnitude
+  # pruning after training: the inversion Missing the Mark uses.
+  magnitude = branches_lib.magnitude_after_training_masks(level_inputs)
+  for a, b, f in zip(_leaves(state.masks), _leaves(magnitude), jax.tree.leaves(prunable)):
+    if f:
+      np.testing.assert_array_equal(a, ~b)
+
+
 @pytest.mark.parametrize("origin, source", [("final", "theta_T"), ("rewind", "theta_k")])
 def test_magnitude_after_training(level_inputs, origin, source):
   import dataclasses  # pylint: disable=import-outside-toplevel
