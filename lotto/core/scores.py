@@ -45,6 +45,9 @@ class ScoringContext:
       authors' code and Synaptic-Flow do) or "all" (every param).
     prunable: which leaves are the weights (None: every leaf with ndim > 1,
       the default prunable choice). Static: a pytree of Python bools.
+    synflow_abs_batch_stats: SynFlow also takes |.| of the BN running
+      statistics, as Synaptic-Flow does (default False: they are used as they
+      are; they differ only once trained, e.g. when scoring at step k).
   """
   apply_fn: ApplyFn
   input_shape: tuple[int, ...]
@@ -52,6 +55,7 @@ class ScoringContext:
   synflow_dtype: str = "float64"
   grasp_params: str = "weights"
   prunable: PyTree = None
+  synflow_abs_batch_stats: bool = False
 
 
 ScoreFn = Callable[[ScoringContext, Params, Masks, PyTree, Batch, jax.Array], Scores]
@@ -146,6 +150,8 @@ def synflow(ctx, params, masks, batch_stats, batch, key) -> Scores:
   dtype = jax.tree.leaves(params)[0].dtype
   linear = masks_lib.apply(jax.tree.map(jnp.abs, params), masks)
   stats = jax.tree.map(lambda s: s.astype(dtype), batch_stats)
+  if ctx.synflow_abs_batch_stats:
+    stats = jax.tree.map(jnp.abs, stats)
   ones = jnp.ones((1, *ctx.input_shape), dtype)
 
   def total(p):

@@ -52,6 +52,8 @@ class PruneSettings:
   samples_per_class: int
   synflow_dtype: str
   grasp_params: str
+  count_rule: str
+  synflow_abs_batch_stats: bool
 
 
 def _choice(value, valid, what):
@@ -90,7 +92,9 @@ def prune_settings_from_config(config: ml_collections.ConfigDict,
       ablation=_choice(p.ablation, ablations.ABLATIONS, "prune.ablation"),
       at_step=at_step, samples_per_class=p.samples_per_class,
       synflow_dtype=_choice(p.synflow_dtype, ("float64", "float32"), "prune.synflow_dtype"),
-      grasp_params=_choice(p.grasp_params, GRASP_PARAMS, "prune.grasp_params"))
+      grasp_params=_choice(p.grasp_params, GRASP_PARAMS, "prune.grasp_params"),
+      count_rule=_choice(p.count_rule, pruning.COUNT_RULES, "prune.count_rule"),
+      synflow_abs_batch_stats=bool(p.synflow_abs_batch_stats))
 
 
 def scoring_batch(exp: Experiment, per_class: int) -> tuple[jax.Array, jax.Array]:
@@ -106,7 +110,8 @@ def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats)
   ones = masks_lib.ones_like(params)
   ctx = ScoringContext(exp.model.apply, exp.dataset.input_shape,
                        synflow_dtype=settings.synflow_dtype, grasp_params=settings.grasp_params,
-                       prunable=exp.prunable)
+                       prunable=exp.prunable,
+                       synflow_abs_batch_stats=settings.synflow_abs_batch_stats)
   batch = scoring_batch(exp, settings.samples_per_class) if settings.method in DATA_DEPENDENT \
       else None
   target = settings.density
@@ -118,7 +123,7 @@ def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats)
                         batch=batch, iterations=settings.iterations,
                         schedule=settings.schedule, scope=settings.scope,
                         invert=settings.ablation == "invert",
-                        normalization=settings.normalization)
+                        normalization=settings.normalization, count_rule=settings.count_rule)
   key = purpose_key(exp.seed, f"ablation_{settings.ablation}")
   if settings.ablation == "shuffle":
     masks = ablations.shuffle_within_layers(key, masks, exp.prunable)

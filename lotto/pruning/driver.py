@@ -32,7 +32,20 @@ def default_iterations(method: str) -> int:
 LOOPS = ("auto", "fori", "dispatch")
 
 
-def _round_counts(densities: list[float], total: int) -> list[int]:
+COUNT_RULES = ("round", "synaptic_flow")
+
+
+def round_counts(densities: list[float], total: int, rule: str = "round") -> list[int]:
+  """Survivors after each round: round(d * n), or Synaptic-Flow's n - int((1 - d) * n).
+
+  Raises:
+    ConfigError: an unknown rule.
+  """
+  if rule not in COUNT_RULES:
+    raise ConfigError(f"unknown prune.count_rule {rule!r}; valid choices: "
+                      f"{', '.join(COUNT_RULES)}")
+  if rule == "synaptic_flow":
+    return [total - int((1 - d) * total) for d in densities]
   return [int(round(d * total)) for d in densities]
 
 
@@ -41,7 +54,8 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
           batch_stats: PyTree = None, batch=None, iterations: int | None = None,
           schedule: str = "exponential", scope: str = "global", invert: bool = False,
           normalization: str = "none", loop: str = "auto",
-          with_round_counts: bool = False) -> Masks | tuple[Masks, np.ndarray]:
+          with_round_counts: bool = False,
+          count_rule: str = "round") -> Masks | tuple[Masks, np.ndarray]:
   """Scores and prunes to `density` (single-shot or iterative).
 
   Args:
@@ -65,6 +79,9 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
       sync) per round; "auto" picks "dispatch" for conv nets on CPU, where
       convolutions inside a compiled loop lose XLA:CPU's fast path (see
       BUILD_NOTES), and "fori" otherwise.
+    count_rule: survivors per round: "round" (round(d_k * n), exact
+      targets) or "synaptic_flow" (n - int((1 - d_k) * n), the reference
+      code's counts: with them lotto's SynFlow masks equal the reference's).
     with_round_counts: also return the survivors of every prunable layer
       after every round (to watch a schedule, or layer collapse, round by
       round).
@@ -90,11 +107,12 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
     if missing:
       raise ConfigError(f"no density given for layers {missing}")
     targets = [density[names[i]] if isinstance(density, Mapping) else density for i in chosen]
-    ks = np.array([_round_counts(density_schedule(d, rounds, schedule), mask_leaves[i].size)
+    ks = np.array([round_counts(density_schedule(d, rounds, schedule), mask_leaves[i].size,
+                                count_rule)
                    for d, i in zip(targets, chosen)]).T
   else:
     total = sum(mask_leaves[i].size for i in chosen)
-    ks = np.array(_round_counts(density_schedule(density, rounds, schedule), total))
+    ks = np.array(round_counts(density_schedule(density, rounds, schedule), total, count_rule))
 
   def select(r, m, p, k):
     s = fn(ctx, p, m, batch_stats, batch, jax.random.fold_in(key, r))

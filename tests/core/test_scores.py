@@ -203,3 +203,31 @@ def test_synflow_100_rounds_avoids_collapse_where_magnitude_collapses(lenet):
   magnitude = pruning.prune("magnitude", ctx, params, ones, prunable, density, key)
   counts = [r["surviving"] for r in masks_lib.layer_report(magnitude, prunable)]
   assert sum(counts) == 12 and min(counts) == 0, counts
+
+
+class DenseBatchNorm(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.Dense(8, name="hidden")(x)
+    x = nn.BatchNorm(use_running_average=not train, name="norm")(x)
+    return nn.Dense(3, name="output")(nn.relu(x))
+
+
+def test_synflow_on_absolute_batch_norm_statistics():
+  model = DenseBatchNorm()
+  params, stats = init_variables(model, jax.random.PRNGKey(0), (5,))
+  # Trained-looking statistics: negative running means.
+  stats = jax.tree.map(lambda s: s - 0.5 * jnp.ones_like(s), stats)
+  masks = masks_lib.ones_like(params)
+  score = lambda ctx, bn: SCORES.get("synflow")(ctx, params, masks, bn, None, None)  # noqa: E731
+  plain = ScoringContext(model.apply, (5,))
+  absolute = ScoringContext(model.apply, (5,), synflow_abs_batch_stats=True)
+  # The option is SynFlow on |running stats| (Synaptic-Flow's linearization) ...
+  for a, b in zip(jax.tree.leaves(score(absolute, stats)),
+                  jax.tree.leaves(score(plain, jax.tree.map(jnp.abs, stats)))):
+    np.testing.assert_array_equal(a, b)
+  # ... and differs from the default (statistics as they are) once means are negative: the
+  # shifts change every later layer's input activations (the first layer's score does not
+  # depend on them: the linearized net is linear in its weights downstream).
+  assert not np.allclose(np.asarray(score(absolute, stats)["output"]["kernel"]),
+                         np.asarray(score(plain, stats)["output"]["kernel"]), rtol=1e-3)

@@ -75,3 +75,19 @@ def test_dispatched_rounds_give_the_same_masks_as_the_compiled_loop(lenet):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   with pytest.raises(ConfigError, match="unknown pruning loop 'while'; valid choices: auto, fori"):
     run("while")
+
+
+def test_synaptic_flow_count_rule(lenet):
+  model, params, prunable = lenet
+  ctx = ScoringContext(model.apply, (28, 28, 1))
+  # Synaptic-Flow keeps n - int((1 - d_k) n) per round: one more than round(d_k n) here in
+  # rounds 1-3 (125,878 / 59,524 / 28,147 with the default rule).
+  assert pruning.round_counts([0.4728708045015879, 0.22360679774997896, 0.10573712634405642,
+                               0.05], 266_200, "synaptic_flow") == [125_879, 59_525, 28_148,
+                                                                    13_310]
+  _, counts = pruning.prune("magnitude", ctx, params, masks_lib.ones_like(params), prunable,
+                            0.05, jax.random.PRNGKey(0), iterations=4, count_rule="synaptic_flow",
+                            with_round_counts=True)
+  assert counts.sum(axis=1).tolist() == [125_879, 59_525, 28_148, 13_310]
+  with pytest.raises(ConfigError, match="unknown prune.count_rule 'floor'; valid choices: round"):
+    pruning.round_counts([0.5], 10, "floor")
