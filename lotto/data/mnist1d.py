@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -39,8 +40,13 @@ def load_mnist1d(cache_dir: str | None = None, **overrides) -> dict:
   cache_dir = cache_dir or default_cache_dir()
   path = os.path.join(cache_dir, f"mnist1d_{digest}.npz")
   if os.path.exists(path):
-    with np.load(path) as stored:
-      return {k: stored[k] for k in ("x", "y", "x_test", "y_test")}
+    try:
+      with np.load(path) as stored:
+        return {k: stored[k] for k in ("x", "y", "x_test", "y_test")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+      # A damaged cache is regenerated (the generator is deterministic), not trusted.
+      print(f"damaged MNIST-1D cache {path} ({type(error).__name__}): regenerating it",
+            flush=True)
   from mnist1d.data import make_dataset  # pylint: disable=import-outside-toplevel
   from mnist1d.utils import ObjectView  # pylint: disable=import-outside-toplevel
   raw = make_dataset(ObjectView(dict(args)))

@@ -13,7 +13,7 @@ its results beside the level in `level_<L>/branches/<name>/`.
 | shuffle | ticket's, shuffled within each layer | theta_k |
 | random | random, the ticket's per-layer densities | theta_k |
 | invert | this level's pruning reversed, among the previous level's survivors (weak: shares most weights with the ticket) | theta_k |
-| invert_after_training | the *smallest* \|theta_T\| of the dense run, one shot, the level's density (strong, as Missing the Mark) | theta_k |
+| invert_after_training | the *smallest* abs(theta_T) of the dense run, one shot, the level's density (strong, as Missing the Mark) | theta_k |
 | start | the ticket's | theta_0 (from step 0), theta_k, or theta_T (at step k) |
 | magnitude_after_training | one-shot magnitude of the dense theta_T, the level's density | theta_T (fine-tune) or theta_k (retrain) |
 """

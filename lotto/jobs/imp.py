@@ -239,13 +239,13 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
   directory = level_dir(run.workdir, level)
   results_path = os.path.join(directory, runs.RESULTS_FILE)
   mask_path = os.path.join(directory, masks_lib.MASK_FILE)
-  if os.path.exists(results_path):
-    return runs.read_json(results_path), masks_lib.load(mask_path, run.theta_0.masks)
+  record = runs.read_intact(results_path, ("level", "final_test_accuracy"))
+  masks = runs.read_masks_intact(mask_path, run.theta_0.masks)
+  if record is not None and masks is not None:
+    return record, masks
   if is_main_process():
     os.makedirs(directory, exist_ok=True)
-  if os.path.exists(mask_path):
-    masks = masks_lib.load(mask_path, run.theta_0.masks)
-  else:
+  if masks is None:
     if level == 0:
       masks = masks_lib.ones_like(run.theta_0.params)
     else:
@@ -274,8 +274,9 @@ def run_branch(run: _Run, name: str, inputs: branches_lib.LevelInputs) -> dict:
   """Runs (or resumes, or reads back) one branch of one level."""
   directory = os.path.join(level_dir(run.workdir, inputs.level), "branches", name)
   results_path = os.path.join(directory, runs.RESULTS_FILE)
-  if os.path.exists(results_path):
-    return runs.read_json(results_path)
+  record = runs.read_intact(results_path, ("branch", "final_test_accuracy"))
+  if record is not None:
+    return record
   initial = branches_lib.BRANCHES.get(name)(inputs)
   _, summary = run.train(directory, initial, f"level {inputs.level} | {name}")
   record = {"mode": "imp_branch", "branch": name,

@@ -161,9 +161,8 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str,
     state_k, _ = train_run(trainer, os.path.join(workdir, "dense_to_k"), state_k,
                            end_step=settings.at_step, label="dense")
   mask_path = os.path.join(workdir, MASK_FILE)
-  if os.path.exists(mask_path):
-    masks = masks_lib.load(mask_path, state_k.masks)
-  else:
+  masks = runs.read_masks_intact(mask_path, state_k.masks)
+  if masks is None:
     masks = compute_masks(exp, settings, state_k.params, state_k.batch_stats)
     runs.write_masks(mask_path, masks)
   report, text = runs.write_layer_report(workdir, masks, exp.prunable)

@@ -137,8 +137,9 @@ def run_stability(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for text, k in zip(settings.rewind_texts, settings.rewind_steps):
     kdir = os.path.join(workdir, f"k_{k}")
     path = os.path.join(kdir, runs.RESULTS_FILE)
-    if os.path.exists(path):  # finished: the record as it was made (without the file's mode)
-      records.append({k: v for k, v in runs.read_json(path).items() if k != "mode"})
+    finished = runs.read_intact(path, ("rewind_step", "dense"))
+    if finished is not None:  # the record as it was made (without the file's mode)
+      records.append({k: v for k, v in finished.items() if k != "mode"})
       continue
     theta_k = theta_0 if k == 0 else load_state(dense_dir, k, theta_0)
     record = {"rewind_step": k, "rewind": text}

@@ -99,9 +99,8 @@ def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for index, (name, cell) in enumerate(cells):
     cell_dir = os.path.join(workdir, "cells", name)
     path = os.path.join(cell_dir, runs.RESULTS_FILE)
-    if os.path.exists(path):
-      result = runs.read_json(path)
-    else:
+    result = runs.read_intact(path, ("method", "final_test_accuracy"))
+    if result is None:
       start = time.perf_counter()
       result = run_prune(cell, cell_dir, summary_line=False)
       ran += 1

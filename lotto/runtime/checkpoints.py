@@ -14,6 +14,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from lotto.core.types import PyTree
+from lotto.runtime.devices import note
 
 
 class Checkpointer:
@@ -56,6 +57,26 @@ class Checkpointer:
     restored = self._manager.restore(int(step), args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), payload=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["payload"] or {})
+
+  def restore_latest(self, target: PyTree, min_step: int = 0
+                     ) -> tuple[int, PyTree, dict[str, Any]] | None:
+    """The newest checkpoint at or after `min_step` that restores: (step, state, payload).
+
+    A damaged one (truncated or garbled files: orbax or tensorstore raise) is
+    reported, deleted so the run can write that step again, and the next
+    older one is tried; None if none is left (the caller starts over, which
+    gives the same numbers: training is deterministic).
+    """
+    for step in reversed([s for s in self.steps() if s >= min_step]):
+      try:
+        state, payload = self.restore(step, target)
+      except Exception as error:  # pylint: disable=broad-except  # orbax/tensorstore raise many
+        note(f"damaged checkpoint {self.directory}/{step} ({type(error).__name__}): deleted; "
+             "resuming from the one before")
+        self._manager.delete(step)
+        continue
+      return step, state, payload
+    return None
 
   def close(self) -> None:
     self._manager.close()

@@ -15,13 +15,16 @@ import contextlib
 import hashlib
 import json
 import os
+import zipfile
 from typing import Any, Iterator
+
+import jax
 
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError, Diverged
 from lotto.core.types import Masks, Prunable
 from lotto.runtime import locks
-from lotto.runtime.devices import is_main_process
+from lotto.runtime.devices import is_main_process, note
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -64,9 +67,47 @@ def write_json(path: str, payload: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-  """The JSON data in `path`."""
+  """The JSON data in `path` (raises on a missing or damaged file; see `read_intact`)."""
   with open(path) as handle:
     return json.load(handle)
+
+
+def read_intact(path: str, required: tuple[str, ...] = ()) -> dict | None:
+  """A unit's results: the JSON object in `path`, or None if it must be recomputed.
+
+  None when the file is missing, or damaged: truncated or garbled JSON, not an
+  object, or lacking a `required` key (an empty `{}`). A damaged file is
+  reported (one line) and left for the unit to overwrite: units are
+  deterministic, so recomputing gives the numbers the file held.
+  """
+  if not os.path.exists(path):
+    return None
+  try:
+    data = read_json(path)
+  except (OSError, UnicodeDecodeError, ValueError) as error:
+    note(f"damaged {path} ({type(error).__name__}): recomputing it")
+    return None
+  if not isinstance(data, dict) or any(key not in data for key in required):
+    note(f"damaged {path} (incomplete): recomputing it")
+    return None
+  return data
+
+
+def read_masks_intact(path: str, like: Masks) -> Masks | None:
+  """The masks saved at `path`, or None if missing or damaged (reported, to recompute)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    masks = masks_lib.load(path, like)
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+    note(f"damaged {path} ({type(error).__name__}): recomputing it")
+    return None
+  shapes_match = all(m.shape == l.shape and m.dtype == bool
+                     for m, l in zip(jax.tree.leaves(masks), jax.tree.leaves(like)))
+  if not shapes_match:
+    note(f"damaged {path} (wrong shapes): recomputing it")
+    return None
+  return masks
 
 
 def check_workdir(run_config: dict, workdir: str) -> None:
@@ -85,20 +126,22 @@ def check_workdir(run_config: dict, workdir: str) -> None:
   path = os.path.join(workdir, CONFIG_FILE)
   id_path = os.path.join(workdir, RUN_ID_FILE)
   wanted = _comparable(run_config)
-  if os.path.exists(path):
-    saved = _comparable(read_json(path))
+  saved_config = read_intact(path) if os.path.exists(path) else None
+  if saved_config is not None:
+    saved = _comparable(saved_config)
     if saved != wanted:
       diffs = _differences(saved, wanted)
       raise ConfigError(f"workdir {workdir} holds a run with a different config "
                         f"({'; '.join(diffs[:3])}{'; ...' if len(diffs) > 3 else ''}); use a "
                         "new --workdir or the same config")
-  elif os.path.exists(id_path):
-    saved_hash = read_json(id_path).get("config_hash")
+  elif read_intact(id_path, ("config_hash",)) is not None:
+    saved_hash = read_json(id_path)["config_hash"]
     if saved_hash != config_hash(run_config):
       raise ConfigError(f"workdir {workdir} holds a run of another config (hash {saved_hash}, "
                         f"now {config_hash(run_config)}; its {CONFIG_FILE} is missing); use a "
                         "new --workdir or that run's config")
   elif any(os.path.exists(os.path.join(workdir, name)) for name in _RUN_FILES):
+    # (config.json and run_id.json both missing or damaged)
     raise ConfigError(f"workdir {workdir} holds run files but neither {CONFIG_FILE} nor "
                       f"{RUN_ID_FILE}: its config is unknown, so nothing is mixed into it; use a "
                       "new --workdir")
@@ -131,10 +174,18 @@ def prepare_workdir(run_config: dict, workdir: str) -> None:
     locks.acquire(workdir)
     for name, payload in ((CONFIG_FILE, run_config),
                           (RUN_ID_FILE, {"config_hash": config_hash(run_config)})):
-      if not os.path.exists(os.path.join(workdir, name)):
-        write_json(os.path.join(workdir, name), payload)
+      path = os.path.join(workdir, name)
+      if not os.path.exists(path) or _quietly_damaged(path):
+        write_json(path, payload)
   except OSError as error:
     raise ConfigError(f"cannot write the workdir {workdir}: {error.strerror or error}") from None
+
+
+def _quietly_damaged(path: str) -> bool:
+  try:
+    return not isinstance(read_json(path), dict)
+  except (OSError, UnicodeDecodeError, ValueError):
+    return True
 
 
 def write_results(workdir: str, results: dict) -> str:

@@ -156,9 +156,9 @@ def train_run(trainer: Trainer, directory: str, initial_state: TrainState,
   checkpointer = Checkpointer(os.path.join(directory, "checkpoints"),
                               keep=set(keep) | {end_step})
   state, history, prior = initial_state, [], 0.0
-  latest = checkpointer.latest_step()
-  if latest is not None and latest >= int(initial_state.step):
-    state, payload = checkpointer.restore(latest, initial_state)
+  restored = checkpointer.restore_latest(initial_state, min_step=int(initial_state.step))
+  if restored is not None:
+    latest, state, payload = restored
     history, prior = payload.get("history", []), float(payload.get("wall_time_s", 0.0))
     if exp.verbose and latest < end_step:
       note(f"{label + ' | ' if label else ''}resuming from step {latest}")
@@ -197,14 +197,21 @@ def load_state(directory: str, step: int, like: TrainState) -> TrainState:
   """The state a `train_run` in `directory` kept at `step` (a rewind point, the end).
 
   Raises:
-    ConfigError: no checkpoint at `step` in `directory`.
+    ConfigError: no checkpoint at `step` in `directory`, or a damaged one:
+      the message says to delete `directory` so the run recomputes it.
   """
   checkpointer = Checkpointer(os.path.join(directory, "checkpoints"))
   try:
     if step not in checkpointer.steps():
       raise ConfigError(f"no checkpoint at step {step} in {directory}/checkpoints "
-                        f"(found {checkpointer.steps()})")
-    state, _ = checkpointer.restore(step, like)
+                        f"(found {checkpointer.steps()}); delete {directory} to recompute it "
+                        "(and what was computed from it)")
+    try:
+      state, _ = checkpointer.restore(step, like)
+    except Exception as error:  # pylint: disable=broad-except  # orbax/tensorstore raise many
+      raise ConfigError(f"the checkpoint at step {step} in {directory}/checkpoints is damaged "
+                        f"({type(error).__name__}); delete {directory} to recompute it (and "
+                        "what was computed from it)") from None
   finally:
     checkpointer.close()
   return state

@@ -21,6 +21,18 @@ def test_mnist1d_generated_offline_and_cached(tmp_path):
   np.testing.assert_array_equal(again["x"], arrays["x"])
 
 
+def test_a_garbled_mnist1d_cache_is_regenerated(tmp_path, capsys):
+  arrays = data_lib.load_mnist1d(str(tmp_path), num_samples=500)
+  (cache,) = tmp_path.iterdir()
+  cache.write_bytes(cache.read_bytes()[:100])  # truncated
+  again = data_lib.load_mnist1d(str(tmp_path), num_samples=500)
+  assert "damaged MNIST-1D cache" in capsys.readouterr().out
+  for name in ("x", "y", "x_test", "y_test"):
+    np.testing.assert_array_equal(again[name], arrays[name])
+  with np.load(cache) as stored:  # and the file is whole again
+    np.testing.assert_array_equal(stored["x"], arrays["x"])
+
+
 def test_mnist1d_cache_key_depends_on_arguments(tmp_path):
   small = data_lib.load_mnist1d(str(tmp_path), num_samples=500)
   assert small["x"].shape == (400, 40)

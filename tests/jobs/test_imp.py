@@ -1,6 +1,7 @@
 """IMP with rewinding: densities, rewound states, resume, the CLI and its errors."""
 import json
 import os
+import shutil
 import types
 
 import jax
@@ -302,3 +303,61 @@ def test_shipped_imp_configs_validate(name, model, input_shape, steps_per_epoch,
     assert settings.fractions["output/kernel"] == 0.1
   if name == "cifar10_vgg16":
     assert "output/kernel" not in settings.fractions
+
+
+# ----------------------------------------------------------------------------
+# Damaged run files: recomputed to the same numbers, or one line naming what to delete.
+
+def _zero_array_files(checkpoint_dir):
+  for root, _, files in os.walk(checkpoint_dir):
+    for name in files:
+      if root.endswith(os.sep + "d"):  # OCDBT data files
+        path = os.path.join(root, name)
+        with open(path, "r+b") as handle:
+          handle.write(b"\0" * os.path.getsize(path))
+
+
+@pytest.mark.parametrize("damage", [
+    "truncated_level_results", "empty_level_results", "truncated_mask", "deleted_mask",
+    "truncated_config", "zeroed_final_checkpoint"])
+def test_damaged_files_are_recomputed_to_the_same_numbers(uninterrupted, tmp_path, damage,
+                                                         capsys):
+  reference_dir, reference = uninterrupted
+  workdir = tmp_path / "run"
+  shutil.copytree(reference_dir, workdir)
+  level_2 = workdir / "level_2"
+  if damage == "truncated_level_results":
+    text = (workdir / "level_1" / "results.json").read_text()
+    (workdir / "level_1" / "results.json").write_text(text[: len(text) // 2])
+  elif damage == "empty_level_results":
+    (level_2 / "results.json").write_text("{}")
+  elif damage == "truncated_mask":
+    data = (workdir / "level_1" / "masks.npz").read_bytes()
+    (workdir / "level_1" / "masks.npz").write_bytes(data[: len(data) // 3])
+  elif damage == "deleted_mask":
+    (level_2 / "masks.npz").unlink()
+  elif damage == "truncated_config":
+    (workdir / "config.json").write_text('{"seed": ')
+  else:  # the level's only checkpoint (its end) zeroed, its results gone: trained again
+    (level_2 / "results.json").unlink()
+    _zero_array_files(level_2 / "checkpoints" / "40")
+  resumed = imp_lib.run_imp(_imp_config(), str(workdir))
+  assert _metrics(resumed) == _metrics(reference)
+  out = capsys.readouterr().out
+  assert damage == "deleted_mask" or "damaged" in out  # reported, not silent
+  like = create_experiment(_imp_config()).init_state()
+  for got, want in zip(jax.tree.leaves(_final_params(str(workdir), like, 2)),
+                       jax.tree.leaves(_final_params(reference_dir, like, 2))):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  assert json.loads((workdir / "config.json").read_text())["seed"] == 0  # intact again
+
+
+def test_a_damaged_rewind_point_names_what_to_delete(uninterrupted, tmp_path):
+  reference_dir, _ = uninterrupted
+  workdir = tmp_path / "run"
+  shutil.copytree(reference_dir, workdir)
+  (workdir / "level_1" / "results.json").unlink()  # level 1 must rewind to theta_10 again
+  _zero_array_files(workdir / "level_0" / "checkpoints" / "10")
+  with pytest.raises(ConfigError, match=r"the checkpoint at step 10 in .*level_0/checkpoints "
+                                        r"is damaged .*; delete .*level_0 to recompute it"):
+    imp_lib.run_imp(_imp_config(), str(workdir))
