@@ -27,3 +27,8 @@ class Diverged(RuntimeError):
     super().__init__(f"training diverged: non-finite loss in the steps up to {step} of "
                      f"{directory}; {kept}; lower the learning rate, or set "
                      "train.on_nan=continue to train on")
+
+
+class StorageError(ConfigError):
+  """A file could not be written (disk full, read-only): one line naming the path and the
+  free space, exit code 2 like other input errors, and nothing complete is lost."""

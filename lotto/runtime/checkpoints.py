@@ -8,13 +8,16 @@ save must not read them later).
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any, Iterable
 
 import jax
 import orbax.checkpoint as ocp
 
+from lotto.core.errors import StorageError
 from lotto.core.types import PyTree
 from lotto.runtime.devices import note
+from lotto.runtime.runs import free_space
 
 
 class Checkpointer:
@@ -27,6 +30,7 @@ class Checkpointer:
   def __init__(self, directory: str, keep: Iterable[int] = ()):
     self.directory = os.path.abspath(directory)
     self.keep = set(int(s) for s in keep)
+    _remove_unfinished_saves(self.directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
                                            enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -40,13 +44,25 @@ class Checkpointer:
     return steps[-1] if steps else None
 
   def save(self, step: int, state: PyTree, payload: dict[str, Any] | None = None) -> None:
-    """Saves `state` and a JSON `payload` at `step`; prunes stale resume points."""
+    """Saves `state` and a JSON `payload` at `step`; prunes stale resume points.
+
+    Raises:
+      StorageError: the write failed (disk full, read-only); the half-written
+        step is removed and every complete checkpoint stays usable.
+    """
     step = int(step)
     if step in self._manager.all_steps():
       return
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), payload=ocp.args.JsonSave(payload or {})))
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), payload=ocp.args.JsonSave(payload or {})))
+      self._manager.wait_until_finished()
+    except Exception as error:  # pylint: disable=broad-except  # orbax wraps OSError variously
+      _remove_unfinished_saves(self.directory, step)
+      raise StorageError(f"cannot write checkpoint {self.directory}/{step}: "
+                         f"{' '.join(str(error).split())[:200]} ({free_space(self.directory)}); "
+                         "free space and re-run the same command to resume from step "
+                         f"{self.latest_step()}") from None
     for old in self._manager.all_steps():
       if old < step and old not in self.keep:
         self._manager.delete(old)
@@ -80,3 +96,16 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+_UNFINISHED = ".orbax-checkpoint-tmp"
+
+
+def _remove_unfinished_saves(directory: str, step: int | None = None) -> None:
+  """Deletes what an interrupted save left (orbax's temporary step directories)."""
+  if not os.path.isdir(directory):
+    return
+  for name in os.listdir(directory):
+    if _UNFINISHED in name and (step is None or name.split(".")[0] == str(step)):
+      note(f"removing an unfinished checkpoint write {os.path.join(directory, name)}")
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)

@@ -15,13 +15,14 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import zipfile
 from typing import Any, Iterator
 
 import jax
 
 from lotto.core import masks as masks_lib
-from lotto.core.errors import ConfigError, Diverged
+from lotto.core.errors import ConfigError, Diverged, StorageError
 from lotto.core.types import Masks, Prunable
 from lotto.runtime import locks
 from lotto.runtime.devices import is_main_process, note
@@ -58,12 +59,18 @@ def write_json(path: str, payload: Any) -> None:
   """
   if not is_main_process():
     return
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as handle:
-    json.dump(payload, handle, indent=2, sort_keys=True)
-    handle.write("\n")
-  os.replace(tmp, path)
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, "w") as handle:
+      json.dump(payload, handle, indent=2, sort_keys=True)
+      handle.write("\n")
+    os.replace(tmp, path)
+  except OSError as error:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise StorageError(f"cannot write {path}: {error.strerror or error} "
+                       f"({free_space(path)}); free space and re-run the same command") from None
 
 
 def read_json(path: str) -> Any:
@@ -238,3 +245,13 @@ def recording_divergence(workdir: str, header: dict) -> Iterator[None]:
                    last_finite_checkpoint=error.last_checkpoint)
     write_json(path, results)
     raise
+
+
+def free_space(path: str) -> str:
+  """"12.3 GB free on <path>" for the nearest existing ancestor of `path`."""
+  while path and not os.path.exists(path):
+    path = os.path.dirname(path)
+  try:
+    return f"{shutil.disk_usage(path or '/').free / 1e9:.1f} GB free on {path or '/'}"
+  except OSError:
+    return "free space unknown"

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import lotto
-from lotto.core.errors import ConfigError, Diverged
+from lotto.core.errors import ConfigError, Diverged, StorageError
 from lotto.runtime import runs
 from tests.jobs.test_cli import TEST_CONFIG, run_cli
 
@@ -77,3 +77,40 @@ def test_a_workdir_that_is_a_file_and_an_unusable_cache_are_one_line_errors(tmp_
   assert f"data.cache_dir {tmp_path / 'file' / 'cache'} cannot hold the MNIST-1D cache" \
       in result.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_a_disk_full_checkpoint_write_is_one_line_and_the_rerun_resumes(tiny_config, tmp_path,
+                                                                       monkeypatch):
+  import errno  # pylint: disable=import-outside-toplevel
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  straight = lotto.run_train(tiny_config, str(tmp_path / "straight"))
+  real_save = ocp.CheckpointManager.save
+
+  def full_disk_at_40(manager, step, *args, **kwargs):
+    if step == 40:  # what an interrupted orbax write leaves, then the error
+      (tmp_path / "run" / "checkpoints" / "40.orbax-checkpoint-tmp-1").mkdir(parents=True)
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real_save(manager, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk_at_40)
+  with pytest.raises(StorageError) as error:
+    lotto.run_train(tiny_config, str(tmp_path / "run"))
+  message = str(error.value)
+  assert "\n" not in message and "No space left on device" in message
+  assert f"cannot write checkpoint {tmp_path / 'run' / 'checkpoints'}/40" in message
+  assert "GB free on" in message and "resume from step 20" in message
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["20"]  # complete ones kept
+  monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
+  # Space freed: the same command resumes from step 20 and ends with the same numbers.
+  resumed = lotto.run_train(tiny_config, str(tmp_path / "run"))
+  assert resumed["history"] == straight["history"]
+  assert resumed["final_test_accuracy"] == straight["final_test_accuracy"]
+
+
+def test_a_leftover_unfinished_checkpoint_write_is_removed(tiny_config, tmp_path, capsys):
+  lotto.run_train(tiny_config, str(tmp_path / "run"))
+  leftover = tmp_path / "run" / "checkpoints" / "30.orbax-checkpoint-tmp-99"
+  (leftover / "state").mkdir(parents=True)
+  lotto.run_train(tiny_config, str(tmp_path / "run"))
+  assert not leftover.exists() and "removing an unfinished checkpoint write" in \
+      capsys.readouterr().out
