@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from lotto.core.errors import StorageError
 from lotto.runtime import runs
 
 
@@ -15,10 +16,19 @@ def pyplot():
 
 
 def save_figure(fig, path: str) -> None:
-  """Lays out, writes (PNG, 120 dpi) and closes a matplotlib figure."""
+  """Lays out, writes (PNG, 120 dpi) and closes a matplotlib figure.
+
+  Raises:
+    StorageError: the directory cannot be written (one line).
+  """
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  pyplot().close(fig)
+  try:
+    fig.savefig(path, dpi=120)
+  except OSError as error:
+    raise StorageError(f"cannot write {path}: {error.strerror or error} "
+                       f"({runs.free_space(path)})") from None
+  finally:
+    pyplot().close(fig)
 
 
 def load_results(workdir: str, mode: str) -> list[dict]:

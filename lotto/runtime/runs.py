@@ -52,25 +52,40 @@ def config_hash(run_config: dict) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def write_json(path: str, payload: Any) -> None:
-  """Writes JSON atomically (temp file + rename): readers never see half a file.
+def _write_atomically(path: str, write) -> None:
+  """Runs `write(tmp_path)`, then renames: readers never see half a file.
 
-  Only the main process writes (a no-op elsewhere).
+  Raises:
+    StorageError: the write failed (disk full, read-only): one line with the
+      free space; the temporary file is removed and `path` is unchanged.
   """
-  if not is_main_process():
-    return
   tmp = f"{path}.tmp{os.getpid()}"
   try:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(tmp, "w") as handle:
-      json.dump(payload, handle, indent=2, sort_keys=True)
-      handle.write("\n")
+    write(tmp)
     os.replace(tmp, path)
   except OSError as error:
     with contextlib.suppress(OSError):
       os.remove(tmp)
     raise StorageError(f"cannot write {path}: {error.strerror or error} "
                        f"({free_space(path)}); free space and re-run the same command") from None
+
+
+def write_json(path: str, payload: Any) -> None:
+  """Writes JSON atomically (temp file + rename), on the main process only.
+
+  Raises:
+    StorageError: the write failed.
+  """
+  if not is_main_process():
+    return
+
+  def write(tmp: str) -> None:
+    with open(tmp, "w") as handle:
+      json.dump(payload, handle, indent=2, sort_keys=True)
+      handle.write("\n")
+
+  _write_atomically(path, write)
 
 
 def read_json(path: str) -> Any:
@@ -206,16 +221,18 @@ def write_text(path: str, text: str) -> None:
   """Writes a text file (a report) on the main process, atomically."""
   if not is_main_process():
     return
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as handle:
-    handle.write(text)
-  os.replace(tmp, path)
+
+  def write(tmp: str) -> None:
+    with open(tmp, "w") as handle:
+      handle.write(text)
+
+  _write_atomically(path, write)
 
 
 def write_masks(path: str, masks: Masks) -> None:
   """Saves masks (`core.masks.save`, atomic .npz) on the main process."""
   if is_main_process():
-    masks_lib.save(path, masks)
+    _write_atomically(path, lambda tmp: masks_lib.save(tmp, masks))
 
 
 LAYER_REPORT_FILE = "layer_report.txt"
