@@ -37,12 +37,19 @@ def canonical_config(config: ml_collections.ConfigDict) -> dict:
 def job(mode: str):
   """Decorates a job `fn(config, workdir, ...)`: the workdir locks it takes
   (`runs.prepare_workdir`) are released when it ends, and if it raises `Diverged`
-  its workdir's results.json says so (`runs.recording_divergence`) first."""
+  its workdir's results.json says so (`runs.recording_divergence`) first. A
+  finished run in a read-only workdir returns its results without writing."""
 
   def decorate(function):
     @functools.wraps(function)
     def run(config: ml_collections.ConfigDict, workdir: str, *args, **kwargs):
-      header = {"mode": mode, "config_hash": runs.config_hash(canonical_config(config))}
+      run_config = canonical_config(config)
+      finished = runs.finished_read_only(workdir, run_config)
+      if finished is not None:
+        devices.note(f"{workdir} is read-only and holds this finished run: its results as "
+                     "they are")
+        return finished
+      header = {"mode": mode, "config_hash": runs.config_hash(run_config)}
       with locks.releasing_locks(), runs.recording_divergence(workdir, header):
         return function(config, workdir, *args, **kwargs)
     return run

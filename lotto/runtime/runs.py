@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import zipfile
 from typing import Any, Iterator
 
@@ -201,6 +202,37 @@ def prepare_workdir(run_config: dict, workdir: str) -> None:
         write_json(path, payload)
   except OSError as error:
     raise ConfigError(f"cannot write the workdir {workdir}: {error.strerror or error}") from None
+
+
+def writable(directory: str) -> bool:
+  """Whether a file can be created in `directory` (tried, then removed)."""
+  try:
+    descriptor, path = tempfile.mkstemp(dir=directory, prefix=".lotto-write-check-")
+  except OSError:
+    return False
+  os.close(descriptor)
+  os.remove(path)
+  return True
+
+
+def finished_read_only(workdir: str, run_config: dict) -> dict | None:
+  """A finished run's results when its workdir cannot be written, else None.
+
+  Re-running a finished run needs no write access: its results.json (this
+  config's, complete, not diverged) is the answer. A writable workdir takes
+  the normal path (damaged unit files are recomputed there).
+
+  Raises:
+    ConfigError: the workdir holds another config's run.
+  """
+  if not os.path.isdir(workdir) or writable(workdir):
+    return None
+  check_workdir(run_config, workdir)
+  results = read_intact(os.path.join(workdir, RESULTS_FILE), ("config_hash",))
+  if (results is None or results["config_hash"] != config_hash(run_config) or
+      results.get("complete", True) is not True or results.get("diverged")):
+    return None
+  return results
 
 
 def _quietly_damaged(path: str) -> bool:

@@ -114,3 +114,31 @@ def test_a_leftover_unfinished_checkpoint_write_is_removed(tiny_config, tmp_path
   lotto.run_train(tiny_config, str(tmp_path / "run"))
   assert not leftover.exists() and "removing an unfinished checkpoint write" in \
       capsys.readouterr().out
+
+
+def test_a_finished_run_in_a_read_only_workdir_needs_no_write(tiny_config, tmp_path,
+                                                              monkeypatch, capsys):
+  first = lotto.run_train(tiny_config, str(tmp_path / "run"))
+  assert runs.writable(str(tmp_path / "run"))
+  # Read-only (as root the permission bits would not stop us: simulated), and any write
+  # would fail the test.
+  monkeypatch.setattr(runs, "writable", lambda directory: False)
+
+  def no_writes(*args, **kwargs):
+    raise AssertionError("a finished read-only run wrote")
+
+  monkeypatch.setattr(runs, "_write_atomically", no_writes)
+  monkeypatch.setattr(runs.locks, "acquire", no_writes)
+  again = lotto.run_train(tiny_config, str(tmp_path / "run"))
+  assert again == json.loads((tmp_path / "run" / "results.json").read_text())
+  assert again["final_test_accuracy"] == first["final_test_accuracy"]
+  assert "is read-only and holds this finished run" in capsys.readouterr().out
+  tiny_config.seed = 1  # another config is still refused, in one line
+  with pytest.raises(ConfigError, match="holds a run with a different config"):
+    lotto.run_train(tiny_config, str(tmp_path / "run"))
+
+
+def test_writable_is_false_where_no_file_can_be_created(tmp_path):
+  (tmp_path / "file").write_text("x")
+  assert not runs.writable(str(tmp_path / "file"))
+  assert runs.writable(str(tmp_path))
