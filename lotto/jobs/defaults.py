@@ -102,3 +102,13 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.sweep.at_steps = ("0it",)   # prune at init and/or later ("100it", "1ep")
   config.sweep.seeds = (0,)
   return config
+
+
+# Fields added after runs were made, with the value that reproduces what those runs
+# did: a workdir whose config.json lacks one resumes as if it held that value.
+LEGACY_FIELDS = {
+    ("prune", "grasp_params"): "all",      # GraSP differentiated every param before
+    ("prune", "count_rule"): "round",
+    ("prune", "synflow_abs_batch_stats"): False,
+    ("imp", "open_lth_compat"): False,
+}

@@ -24,6 +24,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Prunable
 from lotto.models import create_model, init_variables
+from lotto.jobs import defaults
 from lotto.runtime import devices, locks, runs
 from lotto.train import optim
 from lotto.train.state import TrainState, create_train_state
@@ -44,7 +45,7 @@ def job(mode: str):
     @functools.wraps(function)
     def run(config: ml_collections.ConfigDict, workdir: str, *args, **kwargs):
       run_config = canonical_config(config)
-      finished = runs.finished_read_only(workdir, run_config)
+      finished = runs.finished_read_only(workdir, run_config, defaults.LEGACY_FIELDS)
       if finished is not None:
         devices.note(f"{workdir} is read-only and holds this finished run: its results as "
                      "they are")

@@ -35,6 +35,7 @@ from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.core.types import Masks, Prunable
 from lotto.jobs import branches as branches_lib
+from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.runtime import runs
 from lotto.runtime.devices import is_main_process, note
@@ -307,7 +308,7 @@ def run_imp(config: ml_collections.ConfigDict, workdir: str,
   exp = create_experiment(config)
   settings = imp_settings_from_config(config, exp)
   exp = dataclasses.replace(exp, prunable=settings.prunable)
-  runs.prepare_workdir(exp.run_config, workdir)
+  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
   run = _Run(exp, settings, workdir, hooks)
   header = {"mode": "imp", "config_hash": runs.config_hash(exp.run_config), "seed": exp.seed,
             "rewind_step": settings.rewind_step, "fraction": settings.fraction,

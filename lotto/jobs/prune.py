@@ -26,6 +26,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, ScoringContext
 from lotto.core.types import Masks
+from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -154,7 +155,7 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str,
   """
   exp = create_experiment(config)
   settings = prune_settings_from_config(config, exp)
-  runs.prepare_workdir(exp.run_config, workdir)
+  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
   trainer = Trainer(exp)
   state_k = exp.init_state()
   if settings.at_step > 0:

@@ -32,6 +32,7 @@ from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.jobs import imp as imp_lib
+from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -127,7 +128,7 @@ def run_stability(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if settings.levels:
     sub = _imp_config(config, settings.rewind_texts[0], settings.levels)
     imp_lib.imp_settings_from_config(sub, exp)  # validate the imp section up front
-  runs.prepare_workdir(exp.run_config, workdir)
+  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
   trainer = Trainer(exp)
   theta_0 = exp.init_state()
   dense_dir = os.path.join(workdir, "dense")

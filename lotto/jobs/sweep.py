@@ -23,6 +23,7 @@ from lotto.core.ablations import ABLATIONS
 from lotto.core.durations import parse_duration
 from lotto.core.errors import ConfigError
 from lotto.core.scores import SCORES
+from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import canonical_config, check_seed, create_experiment, job
 from lotto.jobs.prune import run_prune
 from lotto.runtime import runs
@@ -90,7 +91,7 @@ def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) every cell, then writes results.json and the report."""
   cells = cell_configs(config)
   run_config = canonical_config(config)
-  runs.prepare_workdir(run_config, workdir)
+  runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
   results = []
   finished = {name for name, _ in cells
               if os.path.exists(os.path.join(workdir, "cells", name, runs.RESULTS_FILE))}

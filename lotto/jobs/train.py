@@ -5,6 +5,7 @@ from typing import Sequence
 
 import ml_collections
 
+from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import create_experiment, job
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -39,7 +40,7 @@ def run_train(config: ml_collections.ConfigDict, workdir: str,
       then says `"diverged": true`).
   """
   exp = create_experiment(config)
-  runs.prepare_workdir(exp.run_config, workdir)
+  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
   trainer = Trainer(exp)
   _, summary = train_run(trainer, workdir, exp.init_state(), keep=tuple(exp.save_steps),
                          hooks=hooks)

@@ -7,6 +7,8 @@ save must not read them later).
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import shutil
 from typing import Any, Iterable
@@ -68,7 +70,32 @@ class Checkpointer:
         self._manager.delete(old)
 
   def restore(self, step: int, target: PyTree) -> tuple[PyTree, dict[str, Any]]:
-    """Restores (state, payload) at `step` into the structure of `target`."""
+    """Restores (state, payload) at `step` into the structure of `target`.
+
+    A checkpoint written before a dataclass state gained a field that holds
+    no arrays (TrainState.mask_state, empty for static masks) restores into
+    the other fields, the new one kept as in `target`.
+    """
+    try:
+      return self._restore(step, target)
+    except ValueError:
+      if not dataclasses.is_dataclass(target):
+        raise
+      empty = [f.name for f in dataclasses.fields(target)
+               if not jax.tree.leaves(getattr(target, f.name))]
+      # Newer fields come last: try leaving out the fewest, newest ones first.
+      for size in range(1, len(empty) + 1):
+        for left_out in itertools.combinations(reversed(empty), size):
+          rest = {f.name: getattr(target, f.name) for f in dataclasses.fields(target)
+                  if f.name not in left_out}
+          try:
+            restored, payload = self._restore(step, rest)
+          except ValueError:
+            continue
+          return target.replace(**restored), payload
+      raise
+
+  def _restore(self, step: int, target: PyTree) -> tuple[PyTree, dict[str, Any]]:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     restored = self._manager.restore(int(step), args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), payload=ocp.args.JsonRestore()))

@@ -133,12 +133,24 @@ def read_masks_intact(path: str, like: Masks) -> Masks | None:
   return masks
 
 
-def check_workdir(run_config: dict, workdir: str) -> None:
+def _with_legacy(saved: dict, legacy: dict | None) -> dict:
+  """`saved` with fields that did not exist when it was written set to their old meaning."""
+  saved = json.loads(json.dumps(saved))
+  for (section, key), value in (legacy or {}).items():
+    if isinstance(saved.get(section), dict) and key not in saved[section]:
+      saved[section][key] = value
+  return saved
+
+
+def check_workdir(run_config: dict, workdir: str,
+                  legacy: dict[tuple[str, str], Any] | None = None) -> None:
   """Refuses a workdir that holds a run of a different config (writes nothing).
 
   The run's identity is in two files, config.json and run_id.json (its hash),
   so it survives the loss of either; a workdir with run files but neither is
-  refused rather than mixed with a new run.
+  refused rather than mixed with a new run. `legacy` gives, for config fields
+  added after a workdir was made, the value that reproduces what the run did
+  then ({(section, key): value}), so older runs resume.
 
   Raises:
     ConfigError: another config's run (naming the first differing fields), a
@@ -151,7 +163,7 @@ def check_workdir(run_config: dict, workdir: str) -> None:
   wanted = _comparable(run_config)
   saved_config = read_intact(path) if os.path.exists(path) else None
   if saved_config is not None:
-    saved = _comparable(saved_config)
+    saved = _comparable(_with_legacy(saved_config, legacy))
     if saved != wanted:
       diffs = _differences(saved, wanted)
       raise ConfigError(f"workdir {workdir} holds a run with a different config "
@@ -181,7 +193,8 @@ def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
   return out
 
 
-def prepare_workdir(run_config: dict, workdir: str) -> None:
+def prepare_workdir(run_config: dict, workdir: str,
+                    legacy: dict[tuple[str, str], Any] | None = None) -> None:
   """Checks the workdir (`check_workdir`), takes its lock, and saves the run's identity.
 
   Writes config.json and run_id.json when missing (either restores the other).
@@ -190,7 +203,7 @@ def prepare_workdir(run_config: dict, workdir: str) -> None:
     ConfigError: as `check_workdir`; the workdir is locked by another live
       process; or it cannot be created or written (naming why).
   """
-  check_workdir(run_config, workdir)
+  check_workdir(run_config, workdir, legacy)
   try:
     if is_main_process():
       os.makedirs(workdir, exist_ok=True)
@@ -215,7 +228,8 @@ def writable(directory: str) -> bool:
   return True
 
 
-def finished_read_only(workdir: str, run_config: dict) -> dict | None:
+def finished_read_only(workdir: str, run_config: dict,
+                       legacy: dict[tuple[str, str], Any] | None = None) -> dict | None:
   """A finished run's results when its workdir cannot be written, else None.
 
   Re-running a finished run needs no write access: its results.json (this
@@ -227,7 +241,7 @@ def finished_read_only(workdir: str, run_config: dict) -> dict | None:
   """
   if not os.path.isdir(workdir) or writable(workdir):
     return None
-  check_workdir(run_config, workdir)
+  check_workdir(run_config, workdir, legacy)
   results = read_intact(os.path.join(workdir, RESULTS_FILE), ("config_hash",))
   if (results is None or results["config_hash"] != config_hash(run_config) or
       results.get("complete", True) is not True or results.get("diverged")):

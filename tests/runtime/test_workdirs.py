@@ -10,6 +10,7 @@ import pytest
 
 import lotto
 from lotto.core.errors import ConfigError, Diverged, StorageError
+from lotto.jobs.experiment import create_experiment
 from lotto.runtime import runs
 from tests.jobs.test_cli import TEST_CONFIG, run_cli
 
@@ -142,3 +143,45 @@ def test_writable_is_false_where_no_file_can_be_created(tmp_path):
   (tmp_path / "file").write_text("x")
   assert not runs.writable(str(tmp_path / "file"))
   assert runs.writable(str(tmp_path))
+
+
+def test_a_workdir_from_before_the_new_fields_resumes(tiny_config, tmp_path):
+  import flax  # pylint: disable=import-outside-toplevel
+  from lotto.runtime.checkpoints import Checkpointer  # pylint: disable=import-outside-toplevel
+
+  class OldTrainState(flax.struct.PyTreeNode):  # the TrainState before `mask_state`
+    step: object
+    params: object
+    masks: object
+    opt_state: object
+    batch_stats: object
+    rng: object
+
+  first = lotto.run_train(tiny_config, str(tmp_path / "run"))
+  # Rewrite the run as the previous version left it: no new config fields, no run_id.json,
+  # a checkpoint of the old state (resumed from step 20).
+  config_path = tmp_path / "run" / runs.CONFIG_FILE
+  old_config = json.loads(config_path.read_text())
+  for section, key in (("prune", "grasp_params"), ("prune", "count_rule"),
+                       ("prune", "synflow_abs_batch_stats"), ("imp", "open_lth_compat")):
+    del old_config[section][key]
+  config_path.write_text(json.dumps(old_config))
+  os.remove(tmp_path / "run" / runs.RUN_ID_FILE)
+  os.remove(tmp_path / "run" / "results.json")
+  exp = create_experiment(tiny_config)
+  checkpointer = Checkpointer(str(tmp_path / "run" / "checkpoints"))
+  new_state, payload = checkpointer.restore(40, exp.init_state())
+  import shutil  # pylint: disable=import-outside-toplevel
+  shutil.rmtree(tmp_path / "run" / "checkpoints")
+  checkpointer = Checkpointer(str(tmp_path / "run" / "checkpoints"))
+  fields = {name: getattr(new_state, name) for name in
+            ("step", "params", "masks", "opt_state", "batch_stats", "rng")}
+  checkpointer.save(40, OldTrainState(**fields), payload)
+  checkpointer.close()
+  # GraSP then differentiated every param: the old run's identity says so.
+  with pytest.raises(ConfigError, match="prune.grasp_params: saved 'all', now 'weights'"):
+    lotto.run_train(tiny_config, str(tmp_path / "run"))
+  tiny_config.prune.grasp_params = "all"
+  again = lotto.run_train(tiny_config, str(tmp_path / "run"))
+  assert again["history"] == first["history"]
+  assert again["final_test_accuracy"] == first["final_test_accuracy"]
