@@ -200,7 +200,9 @@ def test_stability_job_end_to_end(tmp_path):
   returned = stability.run_stability(config, str(workdir))
   results = json.loads((workdir / "results.json").read_text())
   assert results == json.loads(json.dumps(returned))
-  # Re-run on the finished workdir: every point is read back, the file is identical.
+  # Re-run on the finished workdir, one point's file garbled: that point is recomputed from
+  # its checkpoints, every other one read back, and the file is identical.
+  (workdir / "k_10" / "results.json").write_text('{"rewind_step": 10, "dense": {')
   again = stability.run_stability(config, str(workdir))
   assert json.loads((workdir / "results.json").read_text()) == results
   assert json.loads(json.dumps(again)) == results

@@ -75,3 +75,18 @@ def test_sweep_with_an_empty_list_is_a_clear_error(tiny_config, tmp_path):
   tiny_config.sweep.methods = ()
   with pytest.raises(ConfigError, match="the sweep has no cells"):
     run_prune_sweep(tiny_config, str(tmp_path))
+
+
+def test_a_garbled_cell_result_is_recomputed_to_the_same_numbers(tiny_config, tmp_path, capsys):
+  tiny_config.mode = "prune_sweep"
+  tiny_config.sweep.methods, tiny_config.sweep.densities = ("magnitude",), (0.1,)
+  first = run_prune_sweep(tiny_config, str(tmp_path))
+  cell = tmp_path / "cells" / "magnitude_d0.1_none_s0" / runs.RESULTS_FILE
+  cell.write_text("{}")
+  again = run_prune_sweep(tiny_config, str(tmp_path))
+  assert "damaged" in capsys.readouterr().out
+  timeless = lambda cells: [{k: v for k, v in c.items() if k != "wall_time_s"}  # noqa: E731
+                            for c in cells]
+  assert timeless(again["cells"]) == timeless(first["cells"])  # the wall time is not a result
+  assert json.loads(cell.read_text())["final_test_accuracy"] == \
+      first["cells"][0]["final_test_accuracy"]
