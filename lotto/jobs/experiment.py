@@ -23,8 +23,8 @@ from lotto.core.durations import parse_duration
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Prunable
-from lotto.models import create_model, init_variables
 from lotto.jobs import defaults
+from lotto.models import create_model, init_variables
 from lotto.runtime import devices, locks, runs
 from lotto.train import optim
 from lotto.train.state import TrainState, create_train_state
