@@ -365,3 +365,16 @@ def test_a_damaged_rewind_point_names_what_to_delete(uninterrupted, tmp_path):
   with pytest.raises(ConfigError, match=r"the checkpoint at step 10 in .*level_0/checkpoints "
                                         r"is damaged .*; delete .*level_0 to recompute it"):
     imp_lib.run_imp(_imp_config(), str(workdir))
+
+
+def test_a_garbled_branch_result_is_recomputed_to_the_same_numbers(tmp_path, capsys):
+  config = _imp_config(levels=1, branches=("reinit",))
+  first = imp_lib.run_imp(config, str(tmp_path))
+  branch = tmp_path / "level_1" / "branches" / "reinit" / "results.json"
+  branch.write_text(branch.read_text()[:40])  # truncated
+  again = imp_lib.run_imp(config, str(tmp_path))
+  assert "damaged" in capsys.readouterr().out
+  timeless = lambda records: [{k: v for k, v in r.items() if k != "wall_time_s"}  # noqa: E731
+                              for r in records]
+  assert timeless(again["branches"]) == timeless(first["branches"])
+  assert json.loads(branch.read_text())["branch"] == "reinit"

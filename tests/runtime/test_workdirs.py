@@ -185,3 +185,54 @@ def test_a_workdir_from_before_the_new_fields_resumes(tiny_config, tmp_path):
   again = lotto.run_train(tiny_config, str(tmp_path / "run"))
   assert again["history"] == first["history"]
   assert again["final_test_accuracy"] == first["final_test_accuracy"]
+
+
+@pytest.fixture
+def read_only_view(tmp_path):
+  """`make(directory)` -> a read-only bind mount of it (root only; skipped elsewhere)."""
+  mounts = []
+
+  def make(directory):
+    view = tmp_path / f"read_only_{len(mounts)}"
+    view.mkdir()
+    for command in (["mount", "--bind", str(directory), str(view)],
+                    ["mount", "-o", "remount,ro,bind", str(view)]):
+      if subprocess.run(command, capture_output=True).returncode != 0:
+        if command[1] == "-o":
+          subprocess.run(["umount", str(view)], capture_output=True)
+        pytest.skip("read-only bind mounts need root and mount(8)")
+    mounts.append(view)
+    return view
+
+  yield make
+  for view in reversed(mounts):
+    subprocess.run(["umount", str(view)], capture_output=True)
+
+
+def test_a_really_read_only_workdir(tiny_config, tmp_path, read_only_view):
+  lotto.run_train(tiny_config, str(tmp_path / "run"))
+  finished = read_only_view(tmp_path / "run")
+  assert not runs.writable(str(finished))
+  before = {p.name: p.stat().st_mtime for p in finished.iterdir()}
+  # Re-running the finished run needs no write access: its results as they are.
+  result = run_cli(f"--config={TEST_CONFIG}", f"--workdir={finished}")
+  assert result.returncode == 0, result.stderr[-1500:]
+  assert "is read-only and holds this finished run" in result.stdout
+  # `lotto report` on a read-only IMP run cannot write its report: one line, exit 2.
+  (tmp_path / "imp").mkdir()
+  levels = [{"level": 0, "density": 1.0, "final_test_accuracy": 0.6,
+             "early_stop_test_accuracy": 0.6, "early_stop_step": 10}]
+  (tmp_path / "imp" / "results.json").write_text(json.dumps(
+      {"mode": "imp", "fraction": 0.2, "levels": levels, "branches": []}))
+  imp_view = read_only_view(tmp_path / "imp")
+  report = run_cli("report", f"--workdir={imp_view}")
+  assert report.returncode == 2 and len(report.stderr.strip().splitlines()) == 1
+  assert f"cannot write {imp_view}/imp_report.txt: Read-only file system" in report.stderr
+  # A run that is not finished cannot start there: one line, exit 2, nothing changed.
+  (tmp_path / "empty").mkdir()
+  empty = read_only_view(tmp_path / "empty")
+  started = run_cli(f"--config={TEST_CONFIG}", f"--workdir={empty}")
+  assert started.returncode == 2 and len(started.stderr.strip().splitlines()) == 1
+  assert f"cannot write the workdir {empty}: Read-only file system" in started.stderr
+  assert {p.name: p.stat().st_mtime for p in finished.iterdir()} == before
+  assert list(empty.iterdir()) == []
