@@ -319,7 +319,7 @@ def _zero_array_files(checkpoint_dir):
 
 @pytest.mark.parametrize("damage", [
     "truncated_level_results", "empty_level_results", "truncated_mask", "deleted_mask",
-    "truncated_config", "zeroed_final_checkpoint"])
+    "truncated_config", "zeroed_final_checkpoint", "zeroed_checkpoint_metadata"])
 def test_damaged_files_are_recomputed_to_the_same_numbers(uninterrupted, tmp_path, damage,
                                                          capsys):
   reference_dir, reference = uninterrupted
@@ -338,9 +338,13 @@ def test_damaged_files_are_recomputed_to_the_same_numbers(uninterrupted, tmp_pat
     (level_2 / "masks.npz").unlink()
   elif damage == "truncated_config":
     (workdir / "config.json").write_text('{"seed": ')
-  else:  # the level's only checkpoint (its end) zeroed, its results gone: trained again
+  elif damage == "zeroed_final_checkpoint":  # the level's only checkpoint, its results gone
     (level_2 / "results.json").unlink()
     _zero_array_files(level_2 / "checkpoints" / "40")
+  else:
+    (level_2 / "results.json").unlink()
+    metadata = level_2 / "checkpoints" / "40" / "state" / "_METADATA"
+    metadata.write_bytes(b"\0" * metadata.stat().st_size)
   resumed = imp_lib.run_imp(_imp_config(), str(workdir))
   assert _metrics(resumed) == _metrics(reference)
   out = capsys.readouterr().out
