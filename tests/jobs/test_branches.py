@@ -108,18 +108,19 @@ def test_start_point(level_inputs, point, source, step):
   assert int(state.step) == step
 
 
+def _kept_and_dropped(masks, params, prunable):
+  """|params| of the surviving and of the pruned prunable weights, each concatenated."""
+  pairs = [(np.abs(p[m]), np.abs(p[~m])) for m, p, f in
+           zip(_leaves(masks), _leaves(params), jax.tree.leaves(prunable)) if f]
+  return np.concatenate([k for k, _ in pairs]), np.concatenate([d for _, d in pairs])
+
+
 def test_invert_after_training_keeps_the_smallest_dense_magnitudes(level_inputs):
   state = branches_lib.BRANCHES.get("invert_after_training")(level_inputs)
   prunable = level_inputs.exp.prunable
-  kept, dropped = [], []
-  for m, p, f in zip(_leaves(state.masks), _leaves(level_inputs.theta_T.params),
-                     jax.tree.leaves(prunable)):
-    if f:
-      kept.append(np.abs(p[m]))
-      dropped.append(np.abs(p[~m]))
-  assert np.concatenate(kept).max() <= np.concatenate(dropped).min()
-  total = sum(a.size for a in kept) + sum(a.size for a in dropped)
-  assert sum(a.size for a in kept) == round(0.5 * total)  # the level's density, exactly
+  kept, dropped = _kept_and_dropped(state.masks, level_inputs.theta_T.params, prunable)
+  assert kept.max() <= dropped.min()
+  assert kept.size == round(0.5 * (kept.size + dropped.size))  # the level's density, exactly
   want = masks_lib.apply(level_inputs.theta_k.params, state.masks)
   for got, expect in zip(_leaves(state.params), _leaves(want)):
     np.testing.assert_array_equal(got, expect)
@@ -136,14 +137,8 @@ def test_magnitude_after_training(level_inputs, origin, source):
   import dataclasses  # pylint: disable=import-outside-toplevel
   inputs = dataclasses.replace(level_inputs, mat_from=origin)
   state = branches_lib.BRANCHES.get("magnitude_after_training")(inputs)
-  prunable = inputs.exp.prunable
-  kept, dropped = [], []
-  for m, p, f in zip(_leaves(state.masks), _leaves(inputs.theta_T.params),
-                     jax.tree.leaves(prunable)):
-    if f:
-      kept.append(np.abs(p[m]))
-      dropped.append(np.abs(p[~m]))
-  assert np.concatenate(kept).min() >= np.concatenate(dropped).max()
+  kept, dropped = _kept_and_dropped(state.masks, inputs.theta_T.params, inputs.exp.prunable)
+  assert kept.min() >= dropped.max()
   want = masks_lib.apply(getattr(inputs, source).params, state.masks)
   for got, expect in zip(_leaves(state.params), _leaves(want)):
     np.testing.assert_array_equal(got, expect)
