@@ -31,6 +31,7 @@ from lotto.core.registry import Registry
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Params
 from lotto.jobs.experiment import Experiment
+from lotto.topologies import random_like
 from lotto.train.state import TrainState, create_train_state, rewind
 
 START_POINTS = ("init", "rewind", "final")
@@ -103,9 +104,7 @@ def shuffle(inputs: LevelInputs) -> TrainState:
 @BRANCHES.register("random")
 def random_mask(inputs: LevelInputs) -> TrainState:
   """A random mask with the ticket's exact per-layer densities, from theta_k."""
-  densities = masks_lib.layer_densities(inputs.masks, inputs.exp.prunable)
-  masks = masks_lib.random_masks(inputs.key("random"), inputs.masks, inputs.exp.prunable,
-                                 densities)
+  masks = random_like(inputs.masks, inputs.exp.prunable, inputs.key("random"))
   return rewind(inputs.theta_k, masks, inputs.exp.tx)
 
 
