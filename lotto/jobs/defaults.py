@@ -60,6 +60,13 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.masks.include = ""          # regex over key paths; "" = every kernel (ndim > 1)
   config.masks.exclude = ""          # regex of leaves never pruned, e.g. "^output/"
 
+  config.topology = ml_collections.ConfigDict()  # a chosen start mask (train mode)
+  config.topology.name = "none"      # none | radixnet | expander
+  config.topology.radices = ()       # radixnet: radix lists, e.g. ((2, 2),)
+  config.topology.blocks = ()        # radixnet: B_0..B_L (layer widths are B_l * N)
+  config.topology.degree = 0         # expander: inputs per output unit
+  config.topology.control = "none"   # none | random (same per-layer counts, random positions)
+
   config.prune = ml_collections.ConfigDict()  # mode = "prune" (pruning at init)
   config.prune.method = "synflow"    # magnitude | random | snip | grasp | grasp_abs | synflow
   config.prune.density = 0.1         # fraction of prunable weights kept, in (0, 1]
@@ -111,4 +118,9 @@ LEGACY_FIELDS = {
     ("prune", "count_rule"): "round",
     ("prune", "synflow_abs_batch_stats"): False,
     ("imp", "open_lth_compat"): False,
+    ("topology", "name"): "none",          # the section did not exist: no topology
+    ("topology", "radices"): [],
+    ("topology", "blocks"): [],
+    ("topology", "degree"): 0,
+    ("topology", "control"): "none",
 }

@@ -7,6 +7,7 @@ import ml_collections
 
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import create_experiment, job
+from lotto.jobs.topology import topology_masks
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
@@ -40,11 +41,13 @@ def run_train(config: ml_collections.ConfigDict, workdir: str,
       then says `"diverged": true`).
   """
   exp = create_experiment(config)
+  masks = topology_masks(config, exp.params_shape, exp.prunable, exp.seed)
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
   trainer = Trainer(exp)
-  _, summary = train_run(trainer, workdir, exp.init_state(), keep=tuple(exp.save_steps),
+  _, summary = train_run(trainer, workdir, exp.init_state(masks), keep=tuple(exp.save_steps),
                          hooks=hooks)
-  results = {"mode": "train", "config_hash": runs.config_hash(exp.run_config), **summary}
+  results = {"mode": "train", "config_hash": runs.config_hash(exp.run_config),
+             "topology": config.topology.name, "control": config.topology.control, **summary}
   runs.write_results(workdir, results)
   if exp.verbose:
     note(f"final test accuracy {results['final_test_accuracy']:.2%}; early stop at step "

@@ -165,6 +165,7 @@ def test_a_workdir_from_before_the_new_fields_resumes(tiny_config, tmp_path):
   for section, key in (("prune", "grasp_params"), ("prune", "count_rule"),
                        ("prune", "synflow_abs_batch_stats"), ("imp", "open_lth_compat")):
     del old_config[section][key]
+  del old_config["topology"]  # a whole section added since
   config_path.write_text(json.dumps(old_config))
   os.remove(tmp_path / "run" / runs.RUN_ID_FILE)
   os.remove(tmp_path / "run" / "results.json")

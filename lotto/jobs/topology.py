@@ -1,0 +1,68 @@
+"""The `config.topology` section: a chosen sparse wiring (or its random control) as the
+start mask of a run.
+
+The generator's adjacency matrices are laid on the model's Dense kernels in
+order (hidden_0, hidden_1, ...); kernels beyond them (the output layer, say)
+stay dense. Shapes must match exactly; the error names the model's widths.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from lotto.core import masks as masks_lib
+from lotto.core.errors import ConfigError
+from lotto.core.rng import purpose_key
+from lotto.core.types import Masks
+from lotto.topologies import expander, radixnet, random_like
+
+TOPOLOGIES = ("none", "radixnet", "expander")
+CONTROLS = ("none", "random")
+
+
+def topology_masks(config: ml_collections.ConfigDict, params_shape, prunable,
+                   seed: int) -> Masks | None:
+  """The start mask `config.topology` asks for, or None for `name = "none"`.
+
+  Raises:
+    ConfigError: an unknown name or control, a bad radix or degree spec, or a
+      wiring whose layer shapes do not match the model's Dense kernels.
+  """
+  spec = config.topology
+  if spec.name not in TOPOLOGIES:
+    raise ConfigError(f"unknown topology.name {spec.name!r}; valid choices: "
+                      f"{', '.join(TOPOLOGIES)}")
+  if spec.control not in CONTROLS:
+    raise ConfigError(f"unknown topology.control {spec.control!r}; valid choices: "
+                      f"{', '.join(CONTROLS)}")
+  if spec.name == "none":
+    return None
+  names = masks_lib.leaf_names(params_shape)
+  leaves = jax.tree.leaves(params_shape)
+  kernels = [(i, n) for i, (n, leaf) in enumerate(zip(names, leaves)) if len(leaf.shape) == 2]
+  widths = [leaves[kernels[0][0]].shape[0]] + [leaves[i].shape[1] for i, _ in kernels]
+  if spec.name == "radixnet":
+    layers = radixnet([list(r) for r in spec.radices], list(spec.blocks))
+  else:
+    degree = spec.degree
+    if not isinstance(degree, int) or degree < 1:
+      raise ConfigError(f"topology.degree must be a positive integer; got {degree!r}")
+    layers = expander(widths[:-1], degree, purpose_key(seed, "topology"))  # output stays dense
+  if len(layers) > len(kernels):
+    raise ConfigError(f"topology {spec.name} has {len(layers)} layers but the model has "
+                      f"{len(kernels)} Dense layers (widths {widths})")
+  for (index, name), layer in zip(kernels, layers):
+    if tuple(layer.shape) != tuple(leaves[index].shape):
+      raise ConfigError(f"topology {spec.name} layer {name} is {layer.shape[0]}x{layer.shape[1]} "
+                        f"but the model's is {leaves[index].shape[0]}x{leaves[index].shape[1]} "
+                        f"(model widths {widths}; radixnet widths are blocks x N)")
+  out = [np.ones(leaf.shape, bool) for leaf in leaves]
+  for (index, _), layer in zip(kernels, layers):
+    out[index] = layer
+  masks = jax.tree.unflatten(jax.tree.structure(params_shape), [jnp.asarray(m) for m in out])
+  if spec.control == "random":
+    masks = random_like(masks, prunable, purpose_key(seed, "topology_control"))
+  return masks
+
