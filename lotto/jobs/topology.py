@@ -7,6 +7,8 @@ stay dense. Shapes must match exactly; the error names the model's widths.
 """
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -41,7 +43,10 @@ def topology_masks(config: ml_collections.ConfigDict, params_shape, prunable,
     return None
   names = masks_lib.leaf_names(params_shape)
   leaves = jax.tree.leaves(params_shape)
-  kernels = [(i, n) for i, (n, leaf) in enumerate(zip(names, leaves)) if len(leaf.shape) == 2]
+  kernels = sorted(((i, n) for i, (n, leaf) in enumerate(zip(names, leaves))
+                    if len(leaf.shape) == 2), key=lambda item: _layer_order(item[1]))
+  if not kernels:
+    raise ConfigError(f"topology {spec.name} needs Dense layers; the model has none")
   widths = [leaves[kernels[0][0]].shape[0]] + [leaves[i].shape[1] for i, _ in kernels]
   if spec.name == "radixnet":
     layers = radixnet([list(r) for r in spec.radices], list(spec.blocks))
@@ -66,3 +71,9 @@ def topology_masks(config: ml_collections.ConfigDict, params_shape, prunable,
     masks = random_like(masks, prunable, purpose_key(seed, "topology_control"))
   return masks
 
+
+
+def _layer_order(name: str):
+  """hidden_2 before hidden_10, the output layer last (leaf order is alphabetical)."""
+  parts = [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+  return (name.startswith("output"), parts)
