@@ -317,6 +317,8 @@ def _zero_array_files(checkpoint_dir):
           handle.write(b"\0" * os.path.getsize(path))
 
 
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax teardown
 @pytest.mark.parametrize("damage", [
     "truncated_level_results", "empty_level_results", "truncated_mask", "deleted_mask",
     "truncated_config", "zeroed_final_checkpoint", "zeroed_checkpoint_metadata"])
