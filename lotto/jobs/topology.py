@@ -18,7 +18,7 @@ from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks
-from lotto.topologies import expander, radixnet, random_like
+from lotto.topologies import expander, fitted_radixnet, radixnet, random_like
 
 TOPOLOGIES = ("none", "radixnet", "expander")
 CONTROLS = ("none", "random")
@@ -48,7 +48,9 @@ def topology_masks(config: ml_collections.ConfigDict, params_shape, prunable,
   if not kernels:
     raise ConfigError(f"topology {spec.name} needs Dense layers; the model has none")
   widths = [leaves[kernels[0][0]].shape[0]] + [leaves[i].shape[1] for i, _ in kernels]
-  if spec.name == "radixnet":
+  if spec.name == "radixnet" and not spec.radices:  # fitted to the hidden layers
+    layers = fitted_radixnet(widths[:-1])
+  elif spec.name == "radixnet":
     layers = radixnet([list(r) for r in spec.radices], list(spec.blocks))
   else:
     degree = spec.degree

@@ -5,7 +5,7 @@ per weight layer; `random_like` draws the control with the same per-layer
 counts as any mask. Pure numpy/JAX: no Flax, no config.
 """
 from lotto.topologies.expander import expander
-from lotto.topologies.radixnet import radixnet
+from lotto.topologies.radixnet import fit_radixnet, fitted_radixnet, radixnet
 from lotto.topologies.random_like import random_like
 
-__all__ = ["expander", "radixnet", "random_like"]
+__all__ = ["expander", "fit_radixnet", "fitted_radixnet", "radixnet", "random_like"]

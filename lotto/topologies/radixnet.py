@@ -76,3 +76,58 @@ def radixnet(radices: Sequence[Sequence[int]], blocks: Sequence[int]) -> list[np
       place *= radix
   return [np.kron(np.ones((blocks[l], blocks[l + 1]), bool), w).astype(bool)
           for l, w in enumerate(layers)]
+
+
+def _even_factors(size: int, count: int) -> list[int] | None:
+  """`size` as `count` factors >= 2, as even as possible (largest prime to the smallest)."""
+  primes, n, p = [], size, 2
+  while p * p <= n:
+    while n % p == 0:
+      primes.append(p)
+      n //= p
+    p += 1
+  if n > 1:
+    primes.append(n)
+  if len(primes) < count:
+    return None
+  factors = [1] * count
+  for prime in sorted(primes, reverse=True):
+    factors[factors.index(min(factors))] *= prime
+  return sorted(factors)
+
+
+def fit_radixnet(widths: Sequence[int]) -> tuple[list[list[int]], list[int], int]:
+  """A RadiX-Net for the layers between `widths[0]` (inputs) and `widths[-1]`.
+
+  The rule (documented in README.md): N = the gcd of the non-input widths; one
+  radix list of len(widths) - 1 radices whose product is N, as even as
+  possible; blocks B_l = widths[l] / N, and for the input layer
+  ceil(widths[0] / N), whose first B_0 * N - widths[0] rows are cropped.
+  LeNet-300-100's hidden layers (784-300-100) give radices [[10, 10]],
+  blocks [8, 3, 1] and a crop of 16: 800-300-100 at 90 % sparsity.
+
+  Returns:
+    (radices, blocks, rows to crop from the input layer).
+
+  Raises:
+    ConfigError: N has fewer prime factors than there are layers (one line
+      naming widths that would fit).
+  """
+  layers = len(widths) - 1
+  size = math.gcd(*widths[1:])
+  radices = _even_factors(size, layers)
+  if layers < 1 or radices is None:
+    raise ConfigError(f"cannot fit a RadiX-Net to widths {list(widths)}: the gcd of the widths "
+                      f"after the input, {size}, needs at least {layers} prime factors; use "
+                      f"widths that are multiples of e.g. {4 ** layers} (radices "
+                      f"(({', '.join(['4'] * layers)}),)) or give topology.radices and blocks")
+  blocks = [math.ceil(widths[0] / size)] + [w // size for w in widths[1:]]
+  return [radices], blocks, blocks[0] * size - widths[0]
+
+
+def fitted_radixnet(widths: Sequence[int]) -> list[np.ndarray]:
+  """`radixnet` of `fit_radixnet(widths)`, its input layer cropped to widths[0] rows."""
+  radices, blocks, crop = fit_radixnet(widths)
+  layers = radixnet(radices, blocks)
+  layers[0] = layers[0][crop:]
+  return layers

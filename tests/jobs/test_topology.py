@@ -57,3 +57,13 @@ def test_bad_topologies_are_one_line_errors_that_write_nothing(tiny_config, tmp_
   with pytest.raises(ConfigError, match=message):
     lotto.run_train(tiny_config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
+
+
+def test_radixnet_fitted_to_the_model_when_no_radices_are_given(tiny_config, tmp_path):
+  tiny_config.topology.name = "radixnet"  # 40-32-32-10: radices [[4, 8]], blocks [2, 1, 1]
+  results = lotto.run_train(tiny_config, str(tmp_path / "run"))
+  assert results["layer_densities"] == {"hidden_0/kernel": 4 / 32, "hidden_1/kernel": 8 / 32,
+                                        "output/kernel": 1.0}
+  tiny_config.model.widths = (7, 7)
+  with pytest.raises(ConfigError, match=r"cannot fit a RadiX-Net to widths \[40, 7, 7\]"):
+    lotto.run_train(tiny_config, str(tmp_path / "bad"))

@@ -92,3 +92,16 @@ def test_random_like_keeps_per_layer_counts_and_moves_positions():
     assert int(np.asarray(control[name]["kernel"]).sum()) == int(masks[name]["kernel"].sum())
     assert (np.asarray(control[name]["kernel"]) != masks[name]["kernel"]).any()
   assert np.asarray(control["b_bias"]["bias"]).all()
+
+
+def test_fitting_a_radixnet_to_lenet300_gives_the_published_shape():
+  from lotto.topologies import fit_radixnet, fitted_radixnet  # pylint: disable=import-outside-toplevel
+  assert fit_radixnet([784, 300, 100]) == ([[10, 10]], [8, 3, 1], 16)  # 800-300-100, crop 16
+  first, second = fitted_radixnet([784, 300, 100])
+  assert first.shape == (784, 300) and second.shape == (300, 100)
+  assert first.mean() == pytest.approx(0.1) and second.mean() == pytest.approx(0.1)  # 90 %
+  np.testing.assert_array_equal(first, radixnet([[10, 10]], [8, 3, 1])[0][16:])
+  assert fit_radixnet([40, 500, 500]) == ([[20, 25]], [1, 1, 1], 460)  # the MNIST-1D MLP
+  with pytest.raises(ConfigError, match=r"cannot fit a RadiX-Net to widths \[40, 7, 7\]: .* "
+                                        r"multiples of e.g. 16 \(radices \(\(4, 4\),\)\)"):
+    fit_radixnet([40, 7, 7])
