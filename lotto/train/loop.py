@@ -105,10 +105,10 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer |
 
 def _mask_and_lr_scalars(exp, state: TrainState) -> dict[str, float]:
   """What the writer gets beyond the history: the LR, global and per-layer density."""
-  layers = masks_lib.layer_densities(state.masks, exp.prunable)
-  return {"learning_rate": float(exp.schedule(state.step)),
-          "density": masks_lib.density(state.masks, exp.prunable),
-          **{f"density/{name}": value for name, value in layers.items()}}
+  rows = masks_lib.layer_report(state.masks, exp.prunable)  # one host transfer of the masks
+  alive, total = sum(r["surviving"] for r in rows), sum(r["total"] for r in rows)
+  return {"learning_rate": float(exp.schedule(state.step)), "density": alive / total,
+          **{f"density/{r['name']}": r["density"] for r in rows}}
 
 
 def summarize(trainer: Trainer, state: TrainState, history: list[dict]) -> dict:
