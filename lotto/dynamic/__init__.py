@@ -1,10 +1,17 @@
 """Mask updates during training (gradual pruning, DSD, SET, RigL), one protocol.
 
-The train step calls a `MaskUpdate` through `maybe_update_masks` after it
-has the dense gradient and before it masks gradients and optimizer updates
-(`lotto.train.step`). The methods themselves arrive with the dynamic
-sparse training issue; this package holds the protocol they implement.
+The train step calls a `MaskUpdate` through `maybe_update_masks` after this
+step's optimizer update (`lotto.train.step`); `maybe_update_masks` zeroes
+what was dropped or grown, with its optimizer moments, and logs the update.
+Methods: `GradualMagnitude` (Zhu & Gupta, one-shot when begin == end),
+`DenseSparseDense` (Han et al.), `DropAndGrow` (SET with random growth, RigL
+with gradient growth).
 """
-from lotto.dynamic.update import MaskUpdate, maybe_update_masks
+from lotto.dynamic.gmp import CRITERIA, DenseSparseDense, GradualMagnitude, gmp_steps
+from lotto.dynamic.regrow import GROWTH, DropAndGrow, drop_and_grow, regrow_steps
+from lotto.dynamic.update import (MaskUpdate, UpdateInputs, init_mask_state, maybe_update_masks,
+                                  update_records)
 
-__all__ = ["MaskUpdate", "maybe_update_masks"]
+__all__ = ["CRITERIA", "DenseSparseDense", "DropAndGrow", "GROWTH", "GradualMagnitude",
+           "MaskUpdate", "UpdateInputs", "drop_and_grow", "gmp_steps", "init_mask_state",
+           "maybe_update_masks", "regrow_steps", "update_records"]

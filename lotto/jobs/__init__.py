@@ -24,6 +24,8 @@ JOBS.register("prune", ("lotto.jobs.prune", "run_prune"))
 JOBS.register("prune_sweep", ("lotto.jobs.sweep", "run_prune_sweep"))
 JOBS.register("imp", ("lotto.jobs.imp", "run_imp"))
 JOBS.register("stability", ("lotto.jobs.stability", "run_stability"))
+JOBS.register("sparse_train", ("lotto.jobs.sparse_train", "run_sparse_train"))
+JOBS.register("sparse_sweep", ("lotto.jobs.sparse_sweep", "run_sparse_sweep"))
 
 MODE_HELP = {
     "train": "one dense or masked training run",
@@ -31,6 +33,8 @@ MODE_HELP = {
     "prune_sweep": "methods x densities x ablations x pruning steps x seeds, resumable by cell",
     "imp": "lottery tickets: iterative magnitude pruning with rewinding, and its controls",
     "stability": "instability to SGD noise and ticket accuracy against the rewind step",
+    "sparse_train": "sparsity during training: static, gmp (one-shot), dsd, set, rigl",
+    "sparse_sweep": "sparse_train methods x densities x seeds, resumable by cell",
 }
 
 OVERRIDES = (

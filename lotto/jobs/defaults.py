@@ -11,7 +11,7 @@ import ml_collections
 def get_base_config() -> ml_collections.ConfigDict:
   """Defaults: the MNIST-1D MLP trained with Adam for 1500 iterations."""
   config = ml_collections.ConfigDict()
-  config.mode = "train"            # train | prune | prune_sweep | imp | stability
+  config.mode = "train"            # train | prune | prune_sweep | imp | stability | sparse_train | sparse_sweep
   config.seed = 0
   config.data_parallel = "auto"    # auto (all devices if > 1) | on | off
 
@@ -68,7 +68,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.topology.control = "none"   # none | random (same per-layer counts, random positions)
 
   config.prune = ml_collections.ConfigDict()  # mode = "prune" (pruning at init)
-  config.prune.method = "synflow"    # magnitude | random | snip | grasp | grasp_abs | synflow
+  config.prune.method = "synflow"    # magnitude | random | snip | grasp | grasp_abs | synflow | obd
   config.prune.density = 0.1         # fraction of prunable weights kept, in (0, 1]
   config.prune.compression = 0.0     # if > 0: density = 10 ** -compression (SynFlow's c)
   config.prune.scope = "global"      # global | layerwise
@@ -83,6 +83,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.prune.grasp_params = "weights"  # weights (g, Hg over prunable weights) | all
   config.prune.count_rule = "round"  # round (round(d n)) | synaptic_flow (n - int((1 - d) n))
   config.prune.synflow_abs_batch_stats = False  # SynFlow on |BN running stats| (Synaptic-Flow)
+  config.prune.obd_probes = 10       # obd: Rademacher probes of the Hessian-diagonal estimate
 
   config.imp = ml_collections.ConfigDict()  # mode = "imp" (lottery tickets)
   config.imp.levels = 5              # pruning levels after the dense level 0
@@ -96,6 +97,27 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.imp.start_point = "init"    # "start" branch: init (theta_0) | rewind (theta_k) | final (theta_T)
   config.imp.open_lth_compat = False  # open_lth's counts: ceil(f * survivors) + 1 per level
   config.imp.mat_from = "final"      # magnitude_after_training: final (fine-tune) | rewind (retrain)
+
+  config.sparse = ml_collections.ConfigDict()  # mode = "sparse_train" (sparsity during training)
+  config.sparse.method = "rigl"      # static | gmp | dsd | set | rigl
+  config.sparse.density = 0.1        # final density of the prunable weights, in (0, 1]
+  config.sparse.compression = 0.0    # if > 0: density = 10 ** -compression
+  config.sparse.distribution = "auto"  # auto (erk: static/set/rigl, uniform: gmp/dsd) | uniform | erk
+  config.sparse.scope = "layerwise"  # layerwise | global (gmp: one magnitude ranking over layers)
+  config.sparse.update_every = "100it"  # mask update interval (gmp, set, rigl)
+  config.sparse.begin = ""           # gmp: first update ("" = 25% of training); set/rigl: none before
+  config.sparse.end = ""             # gmp: final density reached ("" = 75% of training)
+  config.sparse.drop_fraction = 0.3  # set/rigl: fraction of survivors dropped and regrown, in (0, 1)
+  config.sparse.drop_schedule = "cosine"  # cosine | constant
+  config.sparse.stop = ""            # set/rigl: no mask change from here ("" = 75% of training)
+  config.sparse.grow_init = "zeros"  # zeros (grown weights start at 0)
+  config.sparse.criterion = "magnitude"  # gmp: magnitude | obd
+  config.sparse.threshold = 0.0      # gmp: > 0 prunes |w| < threshold at each update instead
+  config.sparse.obd_probes = 10      # gmp with criterion obd: Hutchinson probes
+
+  config.dsd = ml_collections.ConfigDict()  # sparse.method = "dsd"
+  config.dsd.phases = ()             # dense, sparse, dense durations; () = thirds of training
+  config.dsd.final_lr_scale = 0.1    # LR multiplier of the final dense phase
 
   config.stability = ml_collections.ConfigDict()  # mode = "stability" (rewinding study)
   config.stability.rewind_steps = ("0it", "50it", "100it", "250it", "500it", "1000it")
@@ -117,6 +139,7 @@ LEGACY_FIELDS = {
     ("prune", "grasp_params"): "all",      # GraSP differentiated every param before
     ("prune", "count_rule"): "round",
     ("prune", "synflow_abs_batch_stats"): False,
+    ("prune", "obd_probes"): 10,
     ("imp", "open_lth_compat"): False,
     ("topology", "name"): "none",          # the section did not exist: no topology
     ("topology", "radices"): [],
@@ -124,3 +147,13 @@ LEGACY_FIELDS = {
     ("topology", "degree"): 0,
     ("topology", "control"): "none",
 }
+
+
+def _whole_sections(*names: str) -> dict[tuple[str, str], object]:
+  """LEGACY entries for sections added whole: every field at its default (as JSON holds it)."""
+  base = get_base_config()
+  return {(name, key): list(value) if isinstance(value, tuple) else value
+          for name in names for key, value in base[name].items()}
+
+
+LEGACY_FIELDS.update(_whole_sections("sparse", "dsd"))  # added with sparse_train

@@ -121,7 +121,8 @@ class Experiment:
                               purpose_key(self.seed, "step"), step=step)
 
 
-def _positive_int(value, what: str) -> int:
+def positive_int(value, what: str) -> int:
+  """Returns `value` if it is a positive integer; else a one-line ConfigError naming `what`."""
   if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
     raise ConfigError(f"{what} must be a positive integer; got {value!r}")
   return value
@@ -163,8 +164,8 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   Raises:
     ConfigError: any invalid field (one line naming it and the valid values).
   """
-  batch_size = _positive_int(config.data.batch_size, "data.batch_size")
-  eval_batch_size = _positive_int(config.data.eval_batch_size, "data.eval_batch_size")
+  batch_size = positive_int(config.data.batch_size, "data.batch_size")
+  eval_batch_size = positive_int(config.data.eval_batch_size, "data.eval_batch_size")
   check_seed(config.seed, "seed")
   model_options = {"widths": _widths(config.model.widths)} if config.model.name == "mlp" else {}
   # Validate the model name and init before loading any data.

@@ -27,7 +27,7 @@ from lotto.core.rng import purpose_key
 from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, ScoringContext
 from lotto.core.types import Masks
 from lotto.jobs.defaults import LEGACY_FIELDS
-from lotto.jobs.experiment import Experiment, create_experiment, job
+from lotto.jobs.experiment import Experiment, create_experiment, job, positive_int
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
@@ -55,6 +55,7 @@ class PruneSettings:
   grasp_params: str
   count_rule: str
   synflow_abs_batch_stats: bool
+  obd_probes: int
 
 
 def _choice(value, valid, what):
@@ -95,7 +96,8 @@ def prune_settings_from_config(config: ml_collections.ConfigDict,
       synflow_dtype=_choice(p.synflow_dtype, ("float64", "float32"), "prune.synflow_dtype"),
       grasp_params=_choice(p.grasp_params, GRASP_PARAMS, "prune.grasp_params"),
       count_rule=_choice(p.count_rule, pruning.COUNT_RULES, "prune.count_rule"),
-      synflow_abs_batch_stats=bool(p.synflow_abs_batch_stats))
+      synflow_abs_batch_stats=bool(p.synflow_abs_batch_stats),
+      obd_probes=positive_int(p.obd_probes, "prune.obd_probes"))
 
 
 def scoring_batch(exp: Experiment, per_class: int) -> tuple[jax.Array, jax.Array]:
@@ -112,7 +114,8 @@ def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats)
   ctx = ScoringContext(exp.model.apply, exp.dataset.input_shape,
                        synflow_dtype=settings.synflow_dtype, grasp_params=settings.grasp_params,
                        prunable=exp.prunable,
-                       synflow_abs_batch_stats=settings.synflow_abs_batch_stats)
+                       synflow_abs_batch_stats=settings.synflow_abs_batch_stats,
+                       obd_probes=settings.obd_probes)
   batch = scoring_batch(exp, settings.samples_per_class) if settings.method in DATA_DEPENDENT \
       else None
   target = settings.density

@@ -5,15 +5,19 @@ The sparsity invariant lives inside the step, in this order:
 1. the loss of the effective weights params * masks and its gradient with
    respect to those weights at *every* position (the dense gradient:
    nonzero where a weight is pruned);
-2. an optional mask update (`lotto.dynamic.MaskUpdate`) when it is due, which
-   sees params, masks, the dense gradient, its own state and a key;
-3. gradients and optimizer updates masked with the (new) masks, the
-   optimizer moments of masked weights zeroed when a mask update can change
-   the masks (for any optax state, through `optax.tree_utils.tree_map_params`),
-   and params re-masked after the update.
+2. gradients and optimizer updates masked with the masks, params re-masked
+   after the update;
+3. an optional mask update (`lotto.dynamic.MaskUpdate`) when it is due,
+   which sees the updated params, the masks, the dense gradient of step 1, a
+   key and the batch's loss; weights it drops or grows are set to exactly 0
+   and their optimizer moments zeroed (for any optax state, through
+   `optax.tree_utils.tree_map_params`), as RigL and jaxpruner do after the
+   optimizer step.
 
-So pruned weights are exactly zero in every state and checkpoint, and no
-momentum survives on a dead weight, even one that a mask update just pruned.
+So pruned weights are exactly zero in every state and checkpoint, a grown
+weight starts from 0 with no momentum, and no momentum survives on a dead
+weight. Without a mask update nothing of step 3 is traced, so static-mask
+training compiles exactly as before the seam existed (bit-identical).
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from lotto.core import masks as masks_lib
 from lotto.core.rng import purpose_key
 from lotto.core.types import ApplyFn, Masks, PyTree
 from lotto.data.inputs import InputSpec
-from lotto.dynamic.update import MaskUpdate, maybe_update_masks
+from lotto.dynamic.update import MaskUpdate, UpdateInputs, maybe_update_masks
 from lotto.runtime.devices import batch_sharding
 from lotto.train.optim import Schedule
 from lotto.train.state import TrainState
@@ -96,21 +100,23 @@ def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, schedul
     effective = masks_lib.apply(state.params, state.masks)
     (loss, (logits, batch_stats)), dense_grads = jax.value_and_grad(
         loss_fn, has_aux=True)(effective)
-    masks, mask_state = maybe_update_masks(mask_update, state.step, state.params, state.masks,
-                                           dense_grads, state.mask_state,
-                                           purpose_key(key, "mask_update"))
+    masks = state.masks
     direction, opt_state = tx.update(masks_lib.apply(dense_grads, masks), state.opt_state,
                                      state.params)
-    if mask_update is not None:
-      # With static masks the moments of masked weights are already exactly zero
-      # (masked gradients, zero params), and skipping the no-op keeps XLA's
-      # fusion, hence static-mask training, bit-identical to the step before
-      # this seam existed (BUILD_NOTES.md).
-      opt_state = zero_masked_moments(tx, opt_state, masks)
     lr = schedule(state.step)
     params = jax.tree.map(lambda p, u: p - lr * u, state.params, masks_lib.apply(direction, masks))
-    new_state = state.replace(step=state.step + 1, params=masks_lib.apply(params, masks),
-                              masks=masks, opt_state=opt_state, batch_stats=batch_stats,
+    params = masks_lib.apply(params, masks)
+    if mask_update is not None:
+      update_inputs = UpdateInputs(step=state.step, params=params, masks=masks, dense_grads=dense_grads,
+                            key=purpose_key(key, "mask_update"),
+                            loss=lambda weights: loss_fn(weights)[0])
+      params, masks, opt_state, mask_state = maybe_update_masks(
+          mask_update, update_inputs, opt_state, state.mask_state,
+          lambda opt, keep: zero_masked_moments(tx, opt, keep))
+    else:
+      mask_state = state.mask_state
+    new_state = state.replace(step=state.step + 1, params=params, masks=masks,
+                              opt_state=opt_state, batch_stats=batch_stats,
                               mask_state=mask_state)
     accuracy = (logits.argmax(-1) == labels).mean()
     return new_state, {"loss": loss, "accuracy": accuracy}

@@ -1,0 +1,158 @@
+"""Sparsity during training (`config.mode = "sparse_train"`): static, gmp, dsd, set, rigl.
+
+`sparse.method`:
+
+- `static`: a fixed random mask (ERK or uniform, or `config.topology`'s
+  wiring) trained from init: the control of every dynamic method.
+- `gmp`: Zhu & Gupta's gradual magnitude pruning from dense, every
+  `update_every` from `begin` to `end` (one-shot when begin == end; by
+  `threshold` instead of a target density when threshold > 0; by OBD
+  saliency with `criterion = "obd"`).
+- `dsd`: dense, sparse (magnitude, per-layer density), dense at
+  `dsd.final_lr_scale` times the LR; each phase's test accuracy is reported.
+- `set` / `rigl`: a random (ERK) or topology start mask whose layers drop
+  and regrow `drop_fraction` of their survivors every `update_every` steps
+  until `stop`, regrowing at random (SET) or by |dense gradient| (RigL).
+
+Masks change inside the compiled train step (`lotto.dynamic`); the log of
+every update is part of the TrainState, so a killed run resumes with it.
+results.json adds `mask_updates` (step, density, per-layer densities,
+fraction changed per update) to the usual summary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from lotto import dynamic
+from lotto.core import masks as masks_lib
+from lotto.core.distributions import layer_distribution, layer_sizes
+from lotto.core.errors import ConfigError
+from lotto.core.rng import purpose_key
+from lotto.jobs.defaults import LEGACY_FIELDS
+from lotto.jobs.experiment import Experiment, create_experiment, job
+from lotto.jobs.sparse_settings import SparseSettings, sparse_settings
+from lotto.jobs.topology import topology_masks
+from lotto.runtime import runs
+from lotto.runtime.devices import note
+from lotto.train.hooks import Hook
+from lotto.train.loop import load_state, train_run
+from lotto.train.trainer import Trainer
+
+
+def _layer_densities(exp: Experiment, settings: SparseSettings) -> dict[str, float]:
+  return layer_distribution(settings.distribution, settings.density,
+                            layer_sizes(exp.params_shape, exp.prunable))
+
+
+def start_masks(config: ml_collections.ConfigDict, exp: Experiment,
+                settings: SparseSettings):
+  """The mask training starts from: dense (gmp, dsd), the topology's, or random at the
+  layer densities of `sparse.distribution` (static, set, rigl)."""
+  if settings.method in ("gmp", "dsd"):
+    return None
+  chosen = topology_masks(config, exp.params_shape, exp.prunable, exp.seed)
+  if chosen is not None:
+    return chosen
+  return masks_lib.random_masks(purpose_key(exp.seed, "sparse_mask"), exp.params_shape,
+                                exp.prunable, _layer_densities(exp, settings))
+
+
+def mask_update(exp: Experiment, settings: SparseSettings) -> dynamic.MaskUpdate | None:
+  """The `lotto.dynamic` method `settings` ask for (None for static)."""
+  names = [n for n, f in zip(masks_lib.leaf_names(exp.params_shape),
+                             jax.tree.leaves(exp.prunable)) if f]
+  if settings.method == "gmp":
+    densities = _layer_densities(exp, settings)
+    return dynamic.GradualMagnitude(
+        exp.prunable, settings.begin, settings.end, settings.update_every,
+        tuple(densities[n] for n in names), scope=settings.scope,
+        criterion=settings.criterion, threshold=settings.threshold,
+        obd_probes=settings.obd_probes)
+  if settings.method == "dsd":
+    densities = _layer_densities(exp, settings)
+    sizes = layer_sizes(exp.params_shape, exp.prunable)
+    return dynamic.DenseSparseDense(
+        exp.prunable, settings.dsd_boundaries[0], settings.dsd_boundaries[1],
+        tuple(int(round(densities[n] * math.prod(sizes[n]))) for n in names))
+  if settings.method in ("set", "rigl"):
+    return dynamic.DropAndGrow(
+        exp.prunable, settings.update_every, settings.stop, settings.drop_fraction,
+        settings.drop_schedule, "random" if settings.method == "set" else "gradient",
+        begin=settings.begin)
+  return None
+
+
+def _scaled_after(schedule, step: int, scale: float):
+  """The LR schedule times `scale` from global step `step` on (DSD's final phase)."""
+  return lambda t: schedule(t) * jnp.where(t >= step, scale, 1.0)
+
+
+@job("sparse_train")
+def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
+                     hooks: Sequence[Hook] = ()) -> dict:
+  """One run whose masks change during training: `config.mode == "sparse_train"`.
+
+  Validates the `sparse` (and `dsd`) section before anything is written,
+  trains (resuming from `workdir/checkpoints` after a kill) and writes
+  `workdir/results.json`.
+
+  Args:
+    config: any config (see `jobs.defaults.get_base_config`).
+    workdir: the run directory.
+    hooks: run between train blocks (tests inject crashes with them).
+
+  Returns:
+    The results dict: the train summary plus method, target_density,
+    mask_updates and, for DSD, the test accuracy at the end of each phase.
+
+  Raises:
+    ConfigError: an invalid field (one line naming it and the valid values).
+  """
+  exp = create_experiment(config)
+  settings = sparse_settings(config, exp)
+  masks = start_masks(config, exp, settings)
+  method = mask_update(exp, settings)
+  keep = set(exp.save_steps)
+  if settings.method == "dsd":
+    keep |= set(settings.dsd_boundaries)
+    exp = dataclasses.replace(exp, schedule=_scaled_after(
+        exp.schedule, settings.dsd_boundaries[1], settings.final_lr_scale))
+  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
+  trainer = Trainer(exp, mask_update=method)
+  state = exp.init_state(masks)
+  state = state.replace(mask_state=dynamic.init_mask_state(method, state.params, state.masks))
+  final, summary = train_run(trainer, workdir, state, keep=tuple(sorted(keep)), hooks=hooks,
+                             label=settings.method)
+  results = {"mode": "sparse_train", "config_hash": runs.config_hash(exp.run_config),
+             "method": settings.method, "target_density": settings.density,
+             "topology": config.topology.name, "control": config.topology.control,
+             "mask_updates": dynamic.update_records(final.mask_state, final.masks, exp.prunable),
+             **summary}
+  if settings.method == "dsd":
+    results["phases"] = _phase_accuracies(trainer, workdir, state, settings, summary)
+  runs.write_results(workdir, results)
+  if exp.verbose:
+    note(f"{settings.method}: final test accuracy {results['final_test_accuracy']:.2%}, "
+         f"density {results['density']:.2%}, {len(results['mask_updates'])} mask updates, "
+         f"{results['wall_time_s']:.1f} s")
+  return results
+
+
+def _phase_accuracies(trainer: Trainer, workdir: str, like, settings: SparseSettings,
+                      summary: dict) -> list[dict]:
+  """DSD: the test accuracy and density at the end of the dense, sparse and final phases."""
+  rows = []
+  for name, step in zip(("dense", "sparse"), settings.dsd_boundaries):
+    state = load_state(workdir, step, like)
+    rows.append({"phase": name, "step": step,
+                 "test_accuracy": trainer.evaluate(state, "test")["accuracy"],
+                 "density": masks_lib.density(state.masks, trainer.experiment.prunable)})
+  rows.append({"phase": "dense_again", "step": summary["steps"],
+               "test_accuracy": summary["final_test_accuracy"], "density": summary["density"]})
+  return rows
