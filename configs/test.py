@@ -15,4 +15,5 @@ def get_config():
   config.train.eval_every = "10it"
   config.train.checkpoint_every = "20it"
   config.train.verbose = 0
+  config.sparse.update_every = "5it"  # sparse_train: 5 mask updates before the default stop (30it)
   return config

@@ -93,9 +93,28 @@ def _scaled_after(schedule, step: int, scale: float):
   return lambda t: schedule(t) * jnp.where(t >= step, scale, 1.0)
 
 
+def build_sparse_run(config: ml_collections.ConfigDict):
+  """Validates `config` and builds what a sparse_train run needs; writes nothing.
+
+  Returns:
+    (experiment (with DSD's scaled LR schedule), settings, the mask update
+    (None for static), the initial TrainState with its mask-update state).
+  """
+  exp = create_experiment(config)
+  settings = sparse_settings(config, exp)
+  masks = start_masks(config, exp, settings)
+  method = mask_update(exp, settings)
+  if settings.method == "dsd":  # the mask is dense again after step dense_at's update
+    exp = dataclasses.replace(exp, schedule=_scaled_after(
+        exp.schedule, settings.dsd_boundaries[1] + 1, settings.final_lr_scale))
+  state = exp.init_state(masks)
+  state = state.replace(mask_state=dynamic.init_mask_state(method, state.params, state.masks))
+  return exp, settings, method, state
+
+
 @job("sparse_train")
 def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
-                     hooks: Sequence[Hook] = ()) -> dict:
+                     hooks: Sequence[Hook] = (), summary_line: bool = True) -> dict:
   """One run whose masks change during training: `config.mode == "sparse_train"`.
 
   Validates the `sparse` (and `dsd`) section before anything is written,
@@ -106,6 +125,7 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
     config: any config (see `jobs.defaults.get_base_config`).
     workdir: the run directory.
     hooks: run between train blocks (tests inject crashes with them).
+    summary_line: print the one-line result at the end (a sweep prints its own).
 
   Returns:
     The results dict: the train summary plus method, target_density,
@@ -114,19 +134,10 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
   Raises:
     ConfigError: an invalid field (one line naming it and the valid values).
   """
-  exp = create_experiment(config)
-  settings = sparse_settings(config, exp)
-  masks = start_masks(config, exp, settings)
-  method = mask_update(exp, settings)
-  keep = set(exp.save_steps)
-  if settings.method == "dsd":
-    keep |= set(settings.dsd_boundaries)
-    exp = dataclasses.replace(exp, schedule=_scaled_after(
-        exp.schedule, settings.dsd_boundaries[1], settings.final_lr_scale))
+  exp, settings, method, state = build_sparse_run(config)
+  keep = set(exp.save_steps) | set(settings.dsd_boundaries if settings.method == "dsd" else ())
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
   trainer = Trainer(exp, mask_update=method)
-  state = exp.init_state(masks)
-  state = state.replace(mask_state=dynamic.init_mask_state(method, state.params, state.masks))
   final, summary = train_run(trainer, workdir, state, keep=tuple(sorted(keep)), hooks=hooks,
                              label=settings.method)
   results = {"mode": "sparse_train", "config_hash": runs.config_hash(exp.run_config),
@@ -137,7 +148,7 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
   if settings.method == "dsd":
     results["phases"] = _phase_accuracies(trainer, workdir, state, settings, summary)
   runs.write_results(workdir, results)
-  if exp.verbose:
+  if exp.verbose >= (1 if summary_line else 2):
     note(f"{settings.method}: final test accuracy {results['final_test_accuracy']:.2%}, "
          f"density {results['density']:.2%}, {len(results['mask_updates'])} mask updates, "
          f"{results['wall_time_s']:.1f} s")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from typing import Callable
 
 import ml_collections
 
@@ -86,24 +87,27 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
   return cells
 
 
-@job("prune_sweep")
-def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs (or resumes) every cell, then writes results.json and the report."""
-  cells = cell_configs(config)
-  run_config = canonical_config(config)
-  runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
+def run_cells(mode: str, workdir: str, cells: list[tuple[str, ml_collections.ConfigDict]],
+              run_cell: Callable[[ml_collections.ConfigDict, str], dict],
+              required: tuple[str, ...]) -> list[dict]:
+  """Runs (or skips, when its results.json is intact) every cell in `workdir/cells/<name>`.
+
+  Prints a line per cell with its accuracy, time and the sweep's ETA.
+
+  Returns:
+    Each cell's results (without its history), with "cell" and "seed" added.
+  """
   results = []
   finished = {name for name, _ in cells
               if os.path.exists(os.path.join(workdir, "cells", name, runs.RESULTS_FILE))}
-  note(f"prune_sweep: {len(cells)} cells, {len(finished)} already finished")
+  note(f"{mode}: {len(cells)} cells, {len(finished)} already finished")
   started, ran = time.perf_counter(), 0
   for index, (name, cell) in enumerate(cells):
     cell_dir = os.path.join(workdir, "cells", name)
-    path = os.path.join(cell_dir, runs.RESULTS_FILE)
-    result = runs.read_intact(path, ("method", "final_test_accuracy"))
+    result = runs.read_intact(os.path.join(cell_dir, runs.RESULTS_FILE), required)
     if result is None:
       start = time.perf_counter()
-      result = run_prune(cell, cell_dir, summary_line=False)
+      result = run_cell(cell, cell_dir)
       ran += 1
       now = time.perf_counter()
       left = sum(n not in finished for n, _ in cells[index + 1:])
@@ -112,6 +116,18 @@ def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
            f"ETA {format_seconds((now - started) / ran * left)}")
     results.append({"cell": name, "seed": cell.seed, **{k: v for k, v in result.items()
                                                         if k != "history"}})
+  return results
+
+
+@job("prune_sweep")
+def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) every cell, then writes results.json and the report."""
+  cells = cell_configs(config)
+  run_config = canonical_config(config)
+  runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
+  results = run_cells("prune_sweep", workdir, cells,
+                      lambda cell, cell_dir: run_prune(cell, cell_dir, summary_line=False),
+                      ("method", "final_test_accuracy"))
   summary = {"mode": "prune_sweep", "config_hash": runs.config_hash(run_config), "cells": results}
   runs.write_results(workdir, summary)
   note(reports.write_prune_report(workdir))

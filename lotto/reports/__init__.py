@@ -4,8 +4,11 @@ Pruning at initialization (`reports.prune`): accuracy vs density per method
 (mean +- std over seeds), per-layer densities, accuracy vs pruning step.
 IMP (`reports.imp`): the level table and accuracy / early-stop plots for the
 ticket and each branch. Stability (`reports.stability`): instability and
-ticket accuracy against the rewind step. Reports read only files, so they
-can be regenerated for any workdir at any time.
+ticket accuracy against the rewind step. Sparse training
+(`reports.sparse_train`, sparse_train runs and sparse_sweep cells): one run's
+mask updates and density / accuracy vs step, or accuracy by method and density
+(mean +- std over seeds) and each method's density schedule. Reports read only
+files, so they can be regenerated for any workdir at any time.
 """
 from __future__ import annotations
 
@@ -15,10 +18,11 @@ from lotto.core.errors import ConfigError
 from lotto.reports.common import load_results
 from lotto.reports.imp import write_imp_report
 from lotto.reports.prune import load_prune_results, write_prune_report
+from lotto.reports.sparse_train import write_sparse_train_report
 from lotto.reports.stability import write_stability_report
 
 __all__ = ["load_prune_results", "load_results", "write_imp_report", "write_prune_report",
-           "write_report", "write_stability_report"]
+           "write_report", "write_sparse_train_report", "write_stability_report"]
 
 
 def write_report(workdir: str) -> str:
@@ -26,7 +30,8 @@ def write_report(workdir: str) -> str:
 
   Each stability study gets its report in its own directory; IMP runs
   (outside stability studies) are pooled into one IMP report at `workdir`,
-  and prune runs into one PaI report.
+  prune runs into one PaI report and sparse_train runs (a sparse_sweep's
+  cells included) into one sparse-training report.
 
   Returns:
     The text to print (tables and the paths of the plots).
@@ -48,7 +53,10 @@ def write_report(workdir: str) -> str:
     parts.append(write_imp_report(workdir, imp_runs))
   if load_prune_results(workdir):
     parts.append(write_prune_report(workdir))
+  sparse_runs = load_results(workdir, "sparse_train")
+  if sparse_runs:
+    parts.append(write_sparse_train_report(workdir, sparse_runs))
   if not parts:
-    raise ConfigError(f"no results (results.json of a prune, prune_sweep, imp or stability "
-                      f"run) under {workdir}")
+    raise ConfigError(f"no results (results.json of a prune, prune_sweep, imp, stability, "
+                      f"sparse_train or sparse_sweep run) under {workdir}")
   return "\n\n".join(parts)

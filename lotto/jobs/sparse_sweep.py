@@ -1,0 +1,82 @@
+"""Sweeps of sparse_train runs: methods x densities x seeds (`config.mode = "sparse_sweep"`).
+
+Each cell runs in `workdir/cells/<method>_d<density>_s<seed>/` as a
+`sparse_train` job with `sparse.method`, `sparse.density` and `seed` set from
+`sweep.methods`, `sweep.densities` and `sweep.seeds`; everything else comes
+from the config. Every cell's settings are validated before the first one
+runs. A finished cell is skipped, so a killed sweep re-run with the same
+command continues (a half-done cell resumes from its checkpoint). The
+sweep's results.json lists every cell; the report (accuracy vs density per
+method, the density schedules) is written at the end.
+"""
+from __future__ import annotations
+
+import itertools
+
+import ml_collections
+
+from lotto import reports
+from lotto.core import masks as masks_lib
+from lotto.core.errors import ConfigError
+from lotto.jobs.defaults import LEGACY_FIELDS
+from lotto.jobs.experiment import canonical_config, check_seed, create_experiment, job
+from lotto.jobs.sparse_settings import SPARSE_METHODS, sparse_settings
+from lotto.jobs.sparse_train import run_sparse_train
+from lotto.jobs.sweep import run_cells
+from lotto.runtime import runs
+from lotto.runtime.devices import note
+
+
+def sparse_cells(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """(name, sparse_train config) of every cell, each validated.
+
+  Raises:
+    ConfigError: a list that is not a tuple or is empty, an unknown method, a
+      bad density or seed, two cells sharing a directory, or any cell whose
+      `sparse` settings are invalid.
+  """
+  sweep = config.sweep
+  for field in ("methods", "densities", "seeds"):
+    if isinstance(sweep[field], str) or not isinstance(sweep[field], (tuple, list)) \
+        or not sweep[field]:
+      raise ConfigError(f"sweep.{field} must be a non-empty tuple, e.g. sweep.{field}="
+                        f"({sweep[field]!r},); got {sweep[field]!r}")
+  for method in sweep.methods:
+    if method not in SPARSE_METHODS:
+      raise ConfigError(f"unknown sparse method {method!r} in sweep.methods; valid choices: "
+                        f"{', '.join(SPARSE_METHODS)}")
+  for density in sweep.densities:
+    masks_lib.check_density(density, "sweep.densities entry")
+  for seed in sweep.seeds:
+    check_seed(seed, "sweep.seeds entry")
+  cells = []
+  for method, density, seed in itertools.product(sweep.methods, sweep.densities, sweep.seeds):
+    cell = ml_collections.ConfigDict(config.to_dict())
+    cell.mode, cell.seed = "sparse_train", seed
+    cell.sparse.method, cell.sparse.density, cell.sparse.compression = method, density, 0.0
+    cells.append((f"{method}_d{density:g}_s{seed}", cell))
+  names = [name for name, _ in cells]
+  twice = sorted({name for name in names if names.count(name) > 1})
+  if twice:
+    raise ConfigError(f"sweep cells would share a directory ({twice[0]}): a value is listed "
+                      "twice, or two densities agree to 6 significant digits")
+  exp = create_experiment(cells[0][1])
+  for _, cell in cells:
+    sparse_settings(cell, exp)
+  return cells
+
+
+@job("sparse_sweep")
+def run_sparse_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) every cell, then writes results.json and the report."""
+  cells = sparse_cells(config)
+  run_config = canonical_config(config)
+  runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
+  results = run_cells("sparse_sweep", workdir, cells,
+                      lambda cell, cell_dir: run_sparse_train(cell, cell_dir, summary_line=False),
+                      ("method", "final_test_accuracy"))
+  summary = {"mode": "sparse_sweep", "config_hash": runs.config_hash(run_config),
+             "cells": results}
+  runs.write_results(workdir, summary)
+  note(reports.write_report(workdir))
+  return summary
