@@ -214,3 +214,14 @@ def test_cli_bad_schedules_exit_2_and_write_nothing(tmp_path, overrides, message
   assert result.returncode == 2
   assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_gmp_with_the_obd_criterion_and_obd_at_init(tiny_config, tmp_path):
+  config = _gmp(tiny_config, begin="20it", end="20it", density=0.3)
+  config.sparse.criterion, config.sparse.obd_probes = "obd", 4
+  results = lotto.run_job(config, str(tmp_path / "gmp"))
+  assert results["layer_densities"] == {n: round(0.3 * s) / s for n, s in SIZES.items()}
+  tiny_config.mode, tiny_config.prune.method, tiny_config.prune.density = "prune", "obd", 0.1
+  pruned = lotto.run_job(tiny_config, str(tmp_path / "prune"))
+  assert pruned["method"] == "obd"
+  assert round(pruned["density"] * sum(SIZES.values())) == round(0.1 * sum(SIZES.values()))
