@@ -116,15 +116,18 @@ def maybe_update_masks(method: MaskUpdate | None, inputs: UpdateInputs, opt_stat
 
   def run():
     masks, method_state = method.update(inputs, mask_state["method"])
-    kept = jax.tree.map(jnp.logical_and, masks, inputs.masks)  # alive before and after
-    params = jax.tree.map(lambda p, k: jnp.where(k, p, jnp.zeros_like(p)), inputs.params, kept)
     log = _record(mask_state["log"], method, inputs.step, inputs.masks, masks)
-    return params, masks, zero_moments(opt_state, kept), {"method": method_state, "log": log}
+    return masks, {"method": method_state, "log": log}
 
   def keep():
-    return inputs.params, inputs.masks, opt_state, mask_state
+    return inputs.masks, mask_state
 
-  return jax.lax.cond(_is_due(method, inputs.step), run, keep)
+  # Only the masks and the small state pass through the cond: returning params and
+  # optimizer state from both branches made XLA:CPU copy them every step (BUILD_NOTES.md).
+  masks, mask_state = jax.lax.cond(_is_due(method, inputs.step), run, keep)
+  kept = jax.tree.map(jnp.logical_and, masks, inputs.masks)  # alive before and after
+  params = jax.tree.map(lambda p, k: jnp.where(k, p, jnp.zeros_like(p)), inputs.params, kept)
+  return params, masks, zero_moments(opt_state, kept), mask_state
 
 
 def _record(log: PyTree, method: MaskUpdate, step: jax.Array, old: Masks, new: Masks) -> PyTree:

@@ -6,6 +6,7 @@ compiled code. Loops over blocks, levels and runs stay in Python.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -17,7 +18,8 @@ from lotto.train.step import Metrics, StepFn
 BlockFn = Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, Metrics]]
 
 
-def make_train_block(step_fn: StepFn, loop: str = "scan") -> BlockFn:
+def make_train_block(step_fn: StepFn, loop: str = "scan",
+                     first_step_fn: StepFn | None = None) -> BlockFn:
   """A block of training steps over on-device data; donates the state.
 
   Args:
@@ -27,29 +29,47 @@ def make_train_block(step_fn: StepFn, loop: str = "scan") -> BlockFn:
       XLA:CPU, convolutions inside a scan body run ~20x slower than in a
       standalone jitted step (measured on ResNet-20; see BUILD_NOTES.md), so
       conv nets on CPU use "step" (`runtime.devices.choose_train_loop`).
+    first_step_fn: if given, the block's first step runs this instead (the
+      step with the mask-update seam), the others `step_fn`. The Trainer
+      starts a block at every mask-update step, so the update's `lax.cond` is
+      evaluated once per block rather than in every step (BUILD_NOTES.md).
 
   Returns:
     block(state, x_train, y_train, indices[num_steps, batch]) ->
     (state, metrics stacked over the block's steps).
   """
 
-  def gather_step(state, x_train, y_train, batch_index):
-    return step_fn(state, x_train[batch_index], y_train[batch_index])
+  def gather_step(fn, state, x_train, y_train, batch_index):
+    return fn(state, x_train[batch_index], y_train[batch_index])
 
+  first_fn = step_fn if first_step_fn is None else first_step_fn
   if loop == "step":
-    jitted = jax.jit(gather_step, donate_argnums=0)
+    jitted = jax.jit(functools.partial(gather_step, step_fn), donate_argnums=0)
+    jitted_first = jitted if first_step_fn is None else jax.jit(
+        functools.partial(gather_step, first_fn), donate_argnums=0)
 
     def stepwise(state, x_train, y_train, indices):
       history = []
       for row in range(indices.shape[0]):
-        state, metrics = jitted(state, x_train, y_train, indices[row])
+        state, metrics = (jitted_first if row == 0 else jitted)(state, x_train, y_train,
+                                                                 indices[row])
         history.append(metrics)
       return state, jax.tree.map(lambda *xs: jnp.stack(xs), *history)
 
     return stepwise
 
-  def block(state, x_train, y_train, indices):
-    return jax.lax.scan(lambda carry, row: gather_step(carry, x_train, y_train, row),
+  def scan(state, x_train, y_train, indices):
+    return jax.lax.scan(lambda carry, row: gather_step(step_fn, carry, x_train, y_train, row),
                         state, indices)
+
+  if first_step_fn is None:
+    return jax.jit(scan, donate_argnums=0)
+
+  def block(state, x_train, y_train, indices):
+    state, first = gather_step(first_fn, state, x_train, y_train, indices[0])
+    if indices.shape[0] == 1:
+      return state, jax.tree.map(lambda v: v[None], first)
+    state, rest = scan(state, x_train, y_train, indices[1:])
+    return state, jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
 
   return jax.jit(block, donate_argnums=0)

@@ -61,10 +61,13 @@ class Trainer:
   def __init__(self, experiment: TrainSetup, mask_update: MaskUpdate | None = None):
     self.experiment = exp = experiment
     inputs = InputSpec.of(exp.dataset)
-    step_fn = make_train_step(exp.model.apply, exp.tx, exp.schedule, inputs,
-                              mask_update=mask_update, mesh=exp.mesh)
+    step_fn = make_train_step(exp.model.apply, exp.tx, exp.schedule, inputs, mesh=exp.mesh)
+    update_step_fn = None if mask_update is None else make_train_step(
+        exp.model.apply, exp.tx, exp.schedule, inputs, mask_update=mask_update, mesh=exp.mesh)
+    # Blocks start at every mask-update step; only a block's first step carries the update.
+    self._update_steps = tuple(mask_update.due_steps) if mask_update is not None else ()
     self.loop = devices.choose_train_loop(exp.loop, exp.params_shape)
-    self._block = make_train_block(step_fn, self.loop)
+    self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn)
     self._evaluate = make_eval_fn(exp.model.apply, inputs)
     self.splits = {
         "val": EvalSet.create(exp.dataset.x_val, exp.dataset.y_val, exp.eval_batch_size),
@@ -93,11 +96,18 @@ class Trainer:
     """
     exp = self.experiment
     seed = exp.seed if data_seed is None else data_seed
-    indices = batch_indices(seed, len(exp.dataset.x_train), exp.batch_size, int(state.step),
-                            num_steps)
-    indices = devices.shard_rows(jnp.asarray(indices), exp.mesh)
-    state, metrics = self._block(state, self._x_train, self._y_train, indices)
-    return state, {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
+    start = int(state.step)
+    cuts = [start] + [s for s in self._update_steps if start < s < start + num_steps]
+    cuts.append(start + num_steps)
+    collected = []
+    for begin, end in zip(cuts[:-1], cuts[1:]):  # a mask update only at a block's first step
+      indices = batch_indices(seed, len(exp.dataset.x_train), exp.batch_size, begin, end - begin)
+      indices = devices.shard_rows(jnp.asarray(indices), exp.mesh)
+      state, metrics = self._block(state, self._x_train, self._y_train, indices)
+      collected.append(metrics)
+    metrics = {k: np.concatenate([np.asarray(m[k]) for m in jax.device_get(collected)])
+               for k in collected[0]}
+    return state, {k: float(np.mean(v)) for k, v in metrics.items()}
 
   def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
     """Mean loss and accuracy on "val" or "test" (BN in eval mode); {} if the split is empty."""
