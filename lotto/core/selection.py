@@ -18,8 +18,10 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
+from lotto.core import structure as structure_lib
 from lotto.core.errors import ConfigError
 from lotto.core.masks import check_density, leaf_names
+from lotto.core.structure import Structure
 from lotto.core.types import Masks, Prunable, Scores
 
 SCOPES = ("global", "layerwise")
@@ -151,6 +153,28 @@ def select_layerwise(scores: Scores, masks: Masks, prunable: Prunable, ks) -> Ma
   return jax.tree.unflatten(treedef, out)
 
 
+def structured_select(scores: Scores, masks: Masks, prunable: Prunable, k,
+                      structure: Structure = Structure(), layerwise: bool = False) -> Masks:
+  """`select_global` (k weights) or `select_layerwise` (k: one count per prunable leaf)
+  under `structure` (`core.structure`): N:M groups first, then unstructured top-k among
+  their survivors; or whole tiles, round(k / tile area) of them. Jittable; k may be traced."""
+  if structure.kind == "block":
+    area = structure.bh * structure.bw
+    tile_scores, tile_masks = structure_lib.tile_view(scores, masks, prunable, structure)
+    if layerwise:
+      counts = [jnp.round(jnp.asarray(kj) / area).astype(jnp.int32) for kj in k]
+      kept = select_layerwise(tile_scores, tile_masks, prunable, counts)
+    else:
+      kept = select_global(tile_scores, tile_masks, prunable,
+                           jnp.round(jnp.asarray(k) / area).astype(jnp.int32))
+    return structure_lib.expand_tiles(kept, masks, prunable, structure)
+  if structure.kind == "n:m":
+    masks = structure_lib.nm_masks(scores, masks, prunable, structure.n, structure.m)
+  if layerwise:
+    return select_layerwise(scores, masks, prunable, k)
+  return select_global(scores, masks, prunable, k)
+
+
 def _keep_count(density: float, total: int, alive: int) -> int:
   return max(0, min(int(round(density * total)), alive))
 
@@ -198,7 +222,7 @@ def prune_fraction_open_lth(scores: Scores, masks: Masks, prunable: Prunable,
 
 def prune_to_density(scores: Scores, masks: Masks, prunable: Prunable,
                      density: float | Mapping[str, float], scope: str = "global",
-                     normalization: str = "none") -> Masks:
+                     normalization: str = "none", structure: Structure = Structure()) -> Masks:
   """Keeps the highest-scoring surviving weights.
 
   Args:
@@ -213,6 +237,8 @@ def prune_to_density(scores: Scores, masks: Masks, prunable: Prunable,
       keeps round(density * n_l) in every layer.
     normalization: "none" (default) or "layer_sum": divide each layer's scores
       by their sum over survivors before a global ranking.
+    structure: `core.structure.Structure` (default unstructured): N:M groups
+      or whole tiles (`structured_select`).
 
   Returns:
     New masks with exactly round(d * n) survivors (globally or per layer).
@@ -234,11 +260,11 @@ def prune_to_density(scores: Scores, masks: Masks, prunable: Prunable,
       d = check_density(d, f"density of {names[i]}")
       m = mask_leaves[i]
       ks.append(_keep_count(d, m.size, int(m.sum())))
-    return select_layerwise(scores, masks, prunable, ks)
+    return structured_select(scores, masks, prunable, ks, structure, layerwise=True)
 
   d = check_density(density)
   if normalization == "layer_sum":
     scores = normalize_layers(scores, masks, prunable)
   total = sum(mask_leaves[i].size for i in chosen)
   alive = sum(int(mask_leaves[i].sum()) for i in chosen)
-  return select_global(scores, masks, prunable, _keep_count(d, total, alive))
+  return structured_select(scores, masks, prunable, _keep_count(d, total, alive), structure)

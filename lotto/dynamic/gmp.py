@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from lotto.core import selection
 from lotto.core.schedules import cubic_density
 from lotto.core.scores import obd_saliency
+from lotto.core.structure import Structure
 from lotto.core.types import Masks, Params, Prunable, PyTree
 from lotto.dynamic.update import UpdateInputs
 
@@ -59,6 +60,9 @@ class GradualMagnitude:
     criterion: "magnitude" (|w|) or "obd" (0.5 h_ii w^2 on the step's batch).
     threshold: > 0: prune |w| < threshold at each update instead.
     obd_probes: Hutchinson probes for the OBD criterion.
+    structure: N:M groups or whole tiles (`core.structure`): N:M holds from
+      the first update on, the cubic schedule continuing unstructured below
+      n/m; blocks are pruned whole at every update.
   """
   prunable: Prunable
   begin: int
@@ -69,6 +73,7 @@ class GradualMagnitude:
   criterion: str = "magnitude"
   threshold: float = 0.0
   obd_probes: int = 10
+  structure: Structure = Structure()
 
   @property
   def due_steps(self) -> tuple[int, ...]:
@@ -98,10 +103,12 @@ class GradualMagnitude:
       density = cubic_density(inputs.step, self.begin, self.end, initial_alive.sum() / total,
                               (final * sizes).sum() / total)
       keep = jnp.round(density * total).astype(jnp.int32)
-      return selection.select_global(scores, masks, self.prunable, keep), state
+      return selection.structured_select(scores, masks, self.prunable, keep,
+                                         self.structure), state
     density = cubic_density(inputs.step, self.begin, self.end, initial_alive / sizes, final)
     keeps = jnp.round(density * sizes).astype(jnp.int32)
-    return selection.select_layerwise(scores, masks, self.prunable, list(keeps)), state
+    return selection.structured_select(scores, masks, self.prunable, list(keeps), self.structure,
+                                       layerwise=True), state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,11 +121,13 @@ class DenseSparseDense:
     sparse_at: the step the sparse phase starts (the end of the first dense phase).
     dense_at: the step the final dense phase starts.
     keep_counts: per prunable leaf (leaf order), the survivors of the sparse phase.
+    structure: N:M groups or whole tiles for the sparse phase.
   """
   prunable: Prunable
   sparse_at: int
   dense_at: int
   keep_counts: tuple[int, ...]
+  structure: Structure = Structure()
 
   @property
   def due_steps(self) -> tuple[int, ...]:
@@ -131,8 +140,8 @@ class DenseSparseDense:
   def update(self, inputs: UpdateInputs, state: PyTree) -> tuple[Masks, PyTree]:
     def sparsify():
       scores = jax.tree.map(jnp.abs, inputs.params)
-      return selection.select_layerwise(scores, inputs.masks, self.prunable,
-                                        list(self.keep_counts))
+      return selection.structured_select(scores, inputs.masks, self.prunable,
+                                         list(self.keep_counts), self.structure, layerwise=True)
 
     def densify():
       return jax.tree.map(jnp.ones_like, inputs.masks)

@@ -84,6 +84,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.prune.count_rule = "round"  # round (round(d n)) | synaptic_flow (n - int((1 - d) n))
   config.prune.synflow_abs_batch_stats = False  # SynFlow on |BN running stats| (Synaptic-Flow)
   config.prune.obd_probes = 10       # obd: Rademacher probes of the Hessian-diagonal estimate
+  config.prune.structure = "unstructured"  # unstructured | n:m (e.g. "2:4") | block:BHxBW ("block:4x4")
 
   config.imp = ml_collections.ConfigDict()  # mode = "imp" (lottery tickets)
   config.imp.levels = 5              # pruning levels after the dense level 0
@@ -96,6 +97,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.imp.branch_levels = ()      # levels the branches run on; () = every level >= 1
   config.imp.start_point = "init"    # "start" branch: init (theta_0) | rewind (theta_k) | final (theta_T)
   config.imp.open_lth_compat = False  # open_lth's counts: ceil(f * survivors) + 1 per level
+  config.imp.structure = "unstructured"  # unstructured | n:m | block:BHxBW, at every level
   config.imp.mat_from = "final"      # magnitude_after_training: final (fine-tune) | rewind (retrain)
 
   config.sparse = ml_collections.ConfigDict()  # mode = "sparse_train" (sparsity during training)
@@ -114,6 +116,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.sparse.criterion = "magnitude"  # gmp: magnitude | obd
   config.sparse.threshold = 0.0      # gmp: > 0 prunes |w| < threshold at each update instead
   config.sparse.obd_probes = 10      # gmp with criterion obd: Hutchinson probes
+  config.sparse.structure = "unstructured"  # gmp / dsd: unstructured | n:m | block:BHxBW
 
   config.dsd = ml_collections.ConfigDict()  # sparse.method = "dsd"
   config.dsd.phases = ()             # dense, sparse, dense durations; () = thirds of training
@@ -140,6 +143,8 @@ LEGACY_FIELDS = {
     ("prune", "count_rule"): "round",
     ("prune", "synflow_abs_batch_stats"): False,
     ("prune", "obd_probes"): 10,
+    ("prune", "structure"): "unstructured",
+    ("imp", "structure"): "unstructured",
     ("imp", "open_lth_compat"): False,
     ("topology", "name"): "none",          # the section did not exist: no topology
     ("topology", "radices"): [],

@@ -33,6 +33,7 @@ from lotto import reports
 from lotto.core import connectivity, selection
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
+from lotto.core.structure import Structure, check_shapes, parse_structure
 from lotto.core.types import Masks, Prunable
 from lotto.jobs import branches as branches_lib
 from lotto.jobs.defaults import LEGACY_FIELDS
@@ -65,6 +66,7 @@ class ImpSettings:
     prunable: the layers IMP prunes (`masks.*` minus `imp.exclude`).
     open_lth_compat: prune with open_lth's counts (ceil(f * survivors) + 1 per
       level, recursively) instead of round((1 - f)**L * N).
+    structure: N:M groups or whole tiles at every level (`core.structure`).
   """
   levels: int
   fraction: float
@@ -77,6 +79,7 @@ class ImpSettings:
   mat_from: str
   prunable: Prunable
   open_lth_compat: bool = False
+  structure: Structure = Structure()
 
   def open_lth_fraction(self) -> float | dict[str, float] | None:
     """The per-level fraction for open_lth's counts (None unless `open_lth_compat`)."""
@@ -154,11 +157,21 @@ def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment)
   if c.mat_from not in branches_lib.MAT_FROM:
     raise ConfigError(f"unknown imp.mat_from {c.mat_from!r}; valid choices: "
                       f"{', '.join(branches_lib.MAT_FROM)}")
+  structure = parse_structure(c.structure, "imp.structure")
+  check_shapes(structure, exp.params_shape, prunable, "imp.structure")
+  if structure.kind != "unstructured" and c.open_lth_compat:
+    raise ConfigError("imp.open_lth_compat counts unstructured weights; use it with "
+                      "imp.structure='unstructured'")
+  first = max(1 - f for f in fractions.values())
+  if first > structure.max_density + 1e-12:
+    raise ConfigError(f"imp.structure {structure} keeps at most {structure.max_density:g} of "
+                      f"each layer, but level 1 asks for density {first:g}: use "
+                      f"imp.fraction >= {1 - structure.max_density:g}")
   return ImpSettings(levels=c.levels, fraction=fraction, fractions=fractions, scope=c.scope,
                      rewind_step=rewind_step, branches=tuple(c.branches),
                      branch_levels=tuple(sorted(set(levels))), start_point=c.start_point,
                      mat_from=c.mat_from, prunable=prunable,
-                     open_lth_compat=bool(c.open_lth_compat))
+                     open_lth_compat=bool(c.open_lth_compat), structure=structure)
 
 
 def level_dir(workdir: str, level: int) -> str:
@@ -166,8 +179,8 @@ def level_dir(workdir: str, level: int) -> str:
 
 
 def prune_level(final_params, masks: Masks, prunable: Prunable, target: Target,
-                scope: str, open_lth_fraction: float | Mapping[str, float] | None = None
-                ) -> Masks:
+                scope: str, open_lth_fraction: float | Mapping[str, float] | None = None,
+                structure: Structure = Structure()) -> Masks:
   """IMP's pruning step: keep the largest |theta_T| among survivors, to `target`.
 
   With `open_lth_fraction` (the per-level fraction, global or per layer), the
@@ -177,7 +190,8 @@ def prune_level(final_params, masks: Masks, prunable: Prunable, target: Target,
   if open_lth_fraction is not None:
     return selection.prune_fraction_open_lth(scores, masks, prunable, open_lth_fraction,
                                              scope=scope)
-  return selection.prune_to_density(scores, masks, prunable, target, scope=scope)
+  return selection.prune_to_density(scores, masks, prunable, target, scope=scope,
+                                    structure=structure)
 
 
 def _record(level: int, summary: dict, masks: Masks, prunable: Prunable,
@@ -252,7 +266,8 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
     else:
       previous = run.final(level - 1)
       masks = prune_level(previous.params, previous.masks, settings.prunable,
-                          settings.target(level), settings.scope, settings.open_lth_fraction())
+                          settings.target(level), settings.scope, settings.open_lth_fraction(),
+                          settings.structure)
     runs.write_masks(mask_path, masks)
   report, _ = runs.write_layer_report(directory, masks, settings.prunable)
   label = f"level {level}/{settings.levels}"

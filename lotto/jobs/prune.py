@@ -23,6 +23,7 @@ from lotto import pruning
 from lotto.core import ablations, connectivity, distributions, schedules, selection
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
+from lotto.core.structure import Structure, check_shapes, parse_structure
 from lotto.core.rng import purpose_key
 from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, ScoringContext
 from lotto.core.types import Masks
@@ -56,6 +57,7 @@ class PruneSettings:
   count_rule: str
   synflow_abs_batch_stats: bool
   obd_probes: int
+  structure: Structure
 
 
 def _choice(value, valid, what):
@@ -84,8 +86,13 @@ def prune_settings_from_config(config: ml_collections.ConfigDict,
   if not isinstance(p.samples_per_class, int) or p.samples_per_class <= 0:
     raise ConfigError(f"prune.samples_per_class must be a positive integer; "
                       f"got {p.samples_per_class!r}")
+  structure = parse_structure(p.structure, "prune.structure")
+  check_shapes(structure, exp.params_shape, exp.prunable, "prune.structure")
+  if density > structure.max_density + 1e-12:
+    raise ConfigError(f"prune.structure {structure} keeps at most {structure.max_density:g} of "
+                      f"the weights; prune.density {density:g} is above it")
   return PruneSettings(
-      method=p.method, density=density,
+      method=p.method, density=density, structure=structure,
       scope=_choice(p.scope, selection.SCOPES, "prune.scope"),
       distribution=_choice(p.distribution, distributions.DISTRIBUTIONS, "prune.distribution"),
       normalization=_choice(p.normalization, selection.NORMALIZATIONS, "prune.normalization"),
@@ -127,7 +134,8 @@ def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats)
                         batch=batch, iterations=settings.iterations,
                         schedule=settings.schedule, scope=settings.scope,
                         invert=settings.ablation == "invert",
-                        normalization=settings.normalization, count_rule=settings.count_rule)
+                        normalization=settings.normalization, count_rule=settings.count_rule,
+                        structure=settings.structure)
   key = purpose_key(exp.seed, f"ablation_{settings.ablation}")
   if settings.ablation == "shuffle":
     masks = ablations.shuffle_within_layers(key, masks, exp.prunable)

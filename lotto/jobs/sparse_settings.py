@@ -14,6 +14,7 @@ from lotto.core.distributions import DISTRIBUTIONS
 from lotto.core.errors import ConfigError
 from lotto.core.schedules import DROP_SCHEDULES
 from lotto.core.selection import SCOPES
+from lotto.core.structure import Structure, check_shapes, parse_structure
 from lotto.dynamic import CRITERIA
 from lotto.jobs.experiment import Experiment, positive_int
 
@@ -44,6 +45,7 @@ class SparseSettings:
   obd_probes: int
   dsd_boundaries: tuple[int, int]
   final_lr_scale: float
+  structure: Structure = Structure()
 
 
 def _choice(value, valid, what):
@@ -120,8 +122,15 @@ def sparse_settings(config: ml_collections.ConfigDict, exp: Experiment) -> Spars
   if threshold < 0 or (threshold > 0 and method != "gmp"):
     raise ConfigError(f"sparse.threshold must be >= 0 and is for sparse.method='gmp' only; "
                       f"got {s.threshold!r} with method {method!r}")
+  structure = parse_structure(s.structure, "sparse.structure")
+  if structure.kind != "unstructured":
+    if method not in ("gmp", "dsd") or threshold > 0:
+      raise ConfigError(f"sparse.structure {structure} is for gmp (by target density) and dsd; "
+                        f"got sparse.method={method!r}"
+                        + (" with a threshold" if threshold > 0 else ""))
+    check_shapes(structure, exp.params_shape, exp.prunable, "sparse.structure")
   return SparseSettings(
-      method=method, density=density, distribution=distribution, scope=scope,
+      method=method, structure=structure, density=density, distribution=distribution, scope=scope,
       update_every=every, begin=begin, end=end, stop=stop, drop_fraction=fraction,
       drop_schedule=_choice(s.drop_schedule, DROP_SCHEDULES, "sparse.drop_schedule"),
       criterion=_choice(s.criterion, CRITERIA, "sparse.criterion"), threshold=threshold,

@@ -55,6 +55,10 @@ def start_masks(config: ml_collections.ConfigDict, exp: Experiment,
   """The mask training starts from: dense (gmp, dsd), the topology's, or random at the
   layer densities of `sparse.distribution` (static, set, rigl)."""
   if settings.method in ("gmp", "dsd"):
+    if config.topology.name != "none":
+      raise ConfigError(f"sparse.method={settings.method!r} starts dense; a topology is the "
+                        "start mask of static, set or rigl (or of a train run): set "
+                        "topology.name='none' or another sparse.method")
     return None
   chosen = topology_masks(config, exp.params_shape, exp.prunable, exp.seed)
   if chosen is not None:
@@ -73,13 +77,14 @@ def mask_update(exp: Experiment, settings: SparseSettings) -> dynamic.MaskUpdate
         exp.prunable, settings.begin, settings.end, settings.update_every,
         tuple(densities[n] for n in names), scope=settings.scope,
         criterion=settings.criterion, threshold=settings.threshold,
-        obd_probes=settings.obd_probes)
+        obd_probes=settings.obd_probes, structure=settings.structure)
   if settings.method == "dsd":
     densities = _layer_densities(exp, settings)
     sizes = layer_sizes(exp.params_shape, exp.prunable)
     return dynamic.DenseSparseDense(
         exp.prunable, settings.dsd_boundaries[0], settings.dsd_boundaries[1],
-        tuple(int(round(densities[n] * math.prod(sizes[n]))) for n in names))
+        tuple(int(round(densities[n] * math.prod(sizes[n]))) for n in names),
+        structure=settings.structure)
   if settings.method in ("set", "rigl"):
     return dynamic.DropAndGrow(
         exp.prunable, settings.update_every, settings.stop, settings.drop_fraction,

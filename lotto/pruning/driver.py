@@ -20,6 +20,7 @@ from lotto.core import selection
 from lotto.core.errors import ConfigError
 from lotto.core.schedules import density_schedule
 from lotto.core.scores import SCORES, ScoringContext
+from lotto.core.structure import Structure
 from lotto.core.types import Masks, Params, Prunable, PyTree
 from lotto.runtime.devices import conv_net_on_cpu
 
@@ -55,7 +56,8 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
           schedule: str = "exponential", scope: str = "global", invert: bool = False,
           normalization: str = "none", loop: str = "auto",
           with_round_counts: bool = False,
-          count_rule: str = "round") -> Masks | tuple[Masks, np.ndarray]:
+          count_rule: str = "round",
+          structure: Structure = Structure()) -> Masks | tuple[Masks, np.ndarray]:
   """Scores and prunes to `density` (single-shot or iterative).
 
   Args:
@@ -82,6 +84,8 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
     count_rule: survivors per round: "round" (round(d_k * n), exact
       targets) or "synaptic_flow" (n - int((1 - d_k) * n), the reference
       code's counts: with them lotto's SynFlow masks equal the reference's).
+    structure: N:M groups or whole tiles (`core.structure`; default
+      unstructured), applied at every round.
     with_round_counts: also return the survivors of every prunable layer
       after every round (to watch a schedule, or layer collapse, round by
       round).
@@ -119,10 +123,11 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
     if invert:
       s = jax.tree.map(jnp.negative, s)
     if layerwise:
-      return selection.select_layerwise(s, m, prunable, [k[j] for j in range(len(chosen))])
+      return selection.structured_select(s, m, prunable, [k[j] for j in range(len(chosen))],
+                                         structure, layerwise=True)
     if normalization == "layer_sum":
       s = selection.normalize_layers(s, m, prunable)
-    return selection.select_global(s, m, prunable, k)
+    return selection.structured_select(s, m, prunable, k, structure)
 
   def one_round(r, m, p, k):
     m = select(r, m, p, k)

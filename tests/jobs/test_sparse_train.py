@@ -225,3 +225,23 @@ def test_gmp_with_the_obd_criterion_and_obd_at_init(tiny_config, tmp_path):
   pruned = lotto.run_job(tiny_config, str(tmp_path / "prune"))
   assert pruned["method"] == "obd"
   assert round(pruned["density"] * sum(SIZES.values())) == round(0.1 * sum(SIZES.values()))
+
+
+def test_a_topology_is_the_start_mask_of_static_and_rigl_and_refused_by_gmp(tiny_config,
+                                                                            tmp_path):
+  tiny_config.mode, tiny_config.topology.name = "sparse_train", "radixnet"  # fitted: [[4, 8]]
+  tiny_config.sparse.method = "static"
+  static = lotto.run_job(tiny_config, str(tmp_path / "static"))
+  exp, _, _, start = build_sparse_run(tiny_config)
+  final = load_state(str(tmp_path / "static"), 40, start)
+  for a, b in zip(jax.tree.leaves(start.masks), jax.tree.leaves(final.masks)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the RadiX-Net, unchanged
+  assert static["layer_densities"]["output/kernel"] == 1.0  # the output layer stays dense
+  tiny_config.sparse.method = "rigl"
+  _, _, _, rigl_start = build_sparse_run(tiny_config)
+  for a, b in zip(jax.tree.leaves(start.masks), jax.tree.leaves(rigl_start.masks)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # RigL starts from it too
+  tiny_config.sparse.method = "gmp"
+  with pytest.raises(ConfigError, match="starts dense; a topology is the start mask"):
+    lotto.run_job(tiny_config, str(tmp_path / "gmp"))
+  assert not (tmp_path / "gmp").exists()

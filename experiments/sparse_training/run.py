@@ -1,0 +1,176 @@
+"""Runs a sparse-training study and writes its tables (results.md) and plot into its folder.
+
+  python experiments/sparse_training/run.py --study oneshot_vs_iterative [--workdir runs]
+  python experiments/sparse_training/run.py --study dst_lenet300
+  python experiments/sparse_training/run.py --study dsd
+
+Every variant of the study's config.py runs as its own lotto job in
+<workdir>/<study>/<variant> (resumable: re-running skips finished cells);
+`--summarize-only` rebuilds the tables and plot from the runs on disk.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+
+import jax
+import numpy as np
+
+import lotto
+from lotto import reports
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = ("lenet300_5k", "mnist1d_mlp")
+STUDIES = {
+    "oneshot_vs_iterative": [f"{m},{v}" for m in MODELS for v in ("dense", "iterative",
+                                                                    "oneshot")],
+    "dst_lenet300": ["dense", "static", "set", "rigl", "gmp", "imp"],
+    "dsd": [f"{m},{v}" for m in MODELS for v in ("dense", "dsd")],
+}
+SEEDS = (0, 1, 2)
+
+
+def run_study(study: str, root: str) -> None:
+  """Runs every variant (IMP once per seed) with `lotto.run_job`."""
+  path = os.path.join(HERE, "..", study, "config.py")
+  for variant in STUDIES[study]:
+    config = lotto.load_config(path, variant)
+    workdir = os.path.join(root, variant.replace(",", "_"))
+    if config.mode == "imp":
+      for seed in SEEDS:
+        config.seed = seed
+        print(f"{study}/{variant} seed {seed}", flush=True)
+        lotto.run_job(config, os.path.join(workdir, f"seed_{seed}"))
+    else:
+      print(f"{study}/{variant}", flush=True)
+      lotto.run_job(config, workdir)
+
+
+def _cells(root: str, variant: str) -> list[dict]:
+  return reports.load_results(os.path.join(root, variant.replace(",", "_")), "sparse_train")
+
+
+def _stat(values) -> str:
+  return f"{100 * np.mean(values):.2f} +- {100 * np.std(values):.2f}" if values else "-"
+
+
+def _by_density(runs: list[dict], key: str = "final_test_accuracy") -> dict[float, list]:
+  groups = collections.defaultdict(list)
+  for r in runs:
+    groups[round(r["target_density"], 6)].append(r[key])
+  return groups
+
+
+def _highest_sparsity_within(groups: dict, dense: float, points: float) -> str:
+  ok = [d for d, v in groups.items() if 100 * (dense - np.mean(v)) <= points]
+  return f"{100 * (1 - min(ok)):.0f} %" if ok else "none"
+
+
+def summarize_oneshot(root: str, plt) -> str:
+  lines = []
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, model in zip(axes, MODELS):
+    dense = [r["final_test_accuracy"] for r in _cells(root, f"{model},dense")]
+    curves = {v: _by_density(_cells(root, f"{model},{v}")) for v in ("iterative", "oneshot")}
+    dense_mean = float(np.mean(dense))
+    lines += [f"### {model}", "", f"dense: {_stat(dense)} (n = {len(dense)})", "",
+              "| sparsity | iterative (GMP) | one-shot |", "|---|---|---|"]
+    for d in sorted(curves["iterative"], reverse=True):
+      lines.append(f"| {100 * (1 - d):.0f} % | {_stat(curves['iterative'][d])} | "
+                   f"{_stat(curves['oneshot'].get(d, []))} |")
+    for points in (0.5, 1.0):
+      lines.append(f"| highest sparsity within {points} point of dense | "
+                   f"{_highest_sparsity_within(curves['iterative'], dense_mean, points)} | "
+                   f"{_highest_sparsity_within(curves['oneshot'], dense_mean, points)} |")
+    lines.append("")
+    for variant, groups in curves.items():
+      ds = sorted(groups)
+      ax.errorbar([100 * (1 - d) for d in ds], [100 * np.mean(groups[d]) for d in ds],
+                  [100 * np.std(groups[d]) for d in ds], marker="o", capsize=3, label=variant)
+    ax.axhline(100 * dense_mean, color="gray", ls="--", label="dense")
+    ax.set(title=model, xlabel="sparsity (%)", ylabel="final test accuracy (%)")
+    ax.legend()
+  return _save(fig, plt, "oneshot_vs_iterative", lines)
+
+
+def summarize_dst(root: str, plt) -> str:
+  dense = [r["final_test_accuracy"] for r in _cells(root, "dense")]
+  methods = {m: _by_density(_cells(root, m)) for m in ("static", "set", "rigl", "gmp")}
+  imp = collections.defaultdict(list)  # target density -> tickets at the nearest level
+  targets = sorted(methods["rigl"], reverse=True)
+  actual = {}
+  for run in reports.load_results(os.path.join(root, "imp"), "imp"):
+    for target in targets:
+      level = min(run["levels"], key=lambda l: abs(np.log(l["density"] / target)))
+      imp[target].append(level["final_test_accuracy"])
+      actual[target] = level["density"]
+  methods["IMP ticket"] = imp
+  header = " | ".join(f"{100 * d:g} %" for d in targets)
+  lines = [f"dense: {_stat(dense)} (n = {len(dense)})", "", f"| method | {header} |",
+           "|---|" + "---|" * len(targets)]
+  for name, groups in methods.items():
+    lines.append(f"| {name} | " + " | ".join(_stat(groups.get(d, [])) for d in targets) + " |")
+  if actual:
+    lines += ["", "IMP ticket columns use the level nearest each density: " + ", ".join(
+        f"{100 * actual[d]:.2f} % for {100 * d:g} %" for d in targets)]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for name, groups in methods.items():
+    ds = sorted(groups)
+    ax.errorbar([100 * d for d in ds], [100 * np.mean(groups[d]) for d in ds],
+                [100 * np.std(groups[d]) for d in ds], marker="o", capsize=3, label=name)
+  ax.axhline(100 * np.mean(dense), color="gray", ls="--", label="dense")
+  ax.set(xscale="log", xlabel="density (%)", ylabel="final test accuracy (%)",
+         title="LeNet-300-100 on mnist_5k")
+  ax.legend()
+  return _save(fig, plt, "dst_lenet300", lines)
+
+
+def summarize_dsd(root: str, plt) -> str:
+  lines = ["| model | dense | DSD: after dense phase | after sparse phase | after final dense "
+           "phase |", "|---|---|---|---|---|"]
+  for model in MODELS:
+    dense = [r["final_test_accuracy"] for r in _cells(root, f"{model},dense")]
+    phases = collections.defaultdict(list)
+    for run in _cells(root, f"{model},dsd"):
+      for phase in run["phases"]:
+        phases[phase["phase"]].append(phase["test_accuracy"])
+    lines.append(f"| {model} | {_stat(dense)} | {_stat(phases['dense'])} | "
+                 f"{_stat(phases['sparse'])} | {_stat(phases['dense_again'])} |")
+  return _save(None, plt, "dsd", lines)
+
+
+def _save(fig, plt, study: str, lines: list[str]) -> str:
+  folder = os.path.join(HERE, "..", study)
+  with open(os.path.join(folder, "results.md"), "w", encoding="utf-8") as handle:
+    handle.write("\n".join(lines) + "\n")
+  if fig is not None:
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, f"{study}.png"), dpi=120)
+    plt.close(fig)
+  return "\n".join(lines)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--study", required=True, choices=sorted(STUDIES))
+  parser.add_argument("--workdir", default="runs")
+  parser.add_argument("--summarize-only", action="store_true")
+  args = parser.parse_args()
+  root = os.path.join(args.workdir, args.study)
+  # Cells of one variant differ only in seed (data and init are arguments, not constants
+  # of the compiled program): a persistent compilation cache compiles each program once.
+  jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir, ".jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  if not args.summarize_only:
+    run_study(args.study, root)
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  summary = {"oneshot_vs_iterative": summarize_oneshot, "dst_lenet300": summarize_dst,
+             "dsd": summarize_dsd}[args.study]
+  print(summary(root, plt))
+
+
+if __name__ == "__main__":
+  main()
