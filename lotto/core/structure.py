@@ -59,18 +59,19 @@ def parse_structure(text: str, what: str = "structure") -> Structure:
   """Parses "unstructured", "n:m" or "block:BHxBW".
 
   Raises:
-    ConfigError: anything else, or n > m, or a zero size (one line with the valid forms).
+    ConfigError: anything else, n >= m (n = m would keep everything), or a zero size
+      (one line with the valid forms).
   """
   text = str(text)
   if text.strip() == "unstructured":
     return Structure()
   nm, block = _NM.match(text), _BLOCK.match(text)
-  if nm and 0 < int(nm.group(1)) <= int(nm.group(2)):
+  if nm and 0 < int(nm.group(1)) < int(nm.group(2)):
     return Structure("n:m", n=int(nm.group(1)), m=int(nm.group(2)))
   if block and int(block.group(1)) > 0 and int(block.group(2)) > 0:
     return Structure("block", bh=int(block.group(1)), bw=int(block.group(2)))
   raise ConfigError(f"unknown {what} {text!r}; valid choices: {', '.join(STRUCTURES)} "
-                    "with 0 < n <= m")
+                    "with 0 < n < m")
 
 
 def check_shapes(structure: Structure, masks: Masks, prunable: Prunable,

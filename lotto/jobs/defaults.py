@@ -65,6 +65,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.topology.radices = ()       # radixnet: radix lists, e.g. ((2, 2),)
   config.topology.blocks = ()        # radixnet: B_0..B_L (layer widths are B_l * N)
   config.topology.degree = 0         # expander: inputs per output unit
+  config.topology.degrees = ()       # expander: one degree per layer instead, e.g. (78, 30)
   config.topology.control = "none"   # none | random (same per-layer counts, random positions)
 
   config.prune = ml_collections.ConfigDict()  # mode = "prune" (pruning at init)
@@ -150,6 +151,7 @@ LEGACY_FIELDS = {
     ("topology", "radices"): [],
     ("topology", "blocks"): [],
     ("topology", "degree"): 0,
+    ("topology", "degrees"): [],
     ("topology", "control"): "none",
 }
 

@@ -3,7 +3,9 @@ start mask of a run.
 
 The generator's adjacency matrices are laid on the model's Dense kernels in
 order (hidden_0, hidden_1, ...); kernels beyond them (the output layer, say)
-stay dense. Shapes must match exactly; the error names the model's widths.
+stay dense. Shapes must match, except that a RadiX-Net's input layer with
+fewer than N extra rows loses its first extra rows (784 of 800 for
+LeNet-300-100, as the fitted rule does); the error names the model's widths.
 """
 from __future__ import annotations
 
@@ -52,10 +54,15 @@ def topology_masks(config: ml_collections.ConfigDict, params_shape, prunable,
     layers = fitted_radixnet(widths[:-1])
   elif spec.name == "radixnet":
     layers = radixnet([list(r) for r in spec.radices], list(spec.blocks))
+    crop = layers[0].shape[0] - widths[0]
+    if 0 < crop < layers[0].shape[0] // max(1, list(spec.blocks)[0]):  # less than one N
+      layers[0] = layers[0][crop:]  # as fit_radixnet: the first extra input rows dropped
   else:
-    degree = spec.degree
-    if not isinstance(degree, int) or degree < 1:
-      raise ConfigError(f"topology.degree must be a positive integer; got {degree!r}")
+    degree = list(spec.degrees) if spec.degrees else spec.degree
+    if not spec.degrees and (isinstance(degree, bool) or not isinstance(degree, int) or
+                             degree < 1):
+      raise ConfigError(f"topology.degree must be a positive integer (or topology.degrees one "
+                        f"per layer, e.g. (78, 30)); got {degree!r}")
     layers = expander(widths[:-1], degree, purpose_key(seed, "topology"))  # output stays dense
   if len(layers) > len(kernels):
     raise ConfigError(f"topology {spec.name} has {len(layers)} layers but the model has "

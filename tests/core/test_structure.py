@@ -15,7 +15,7 @@ def test_parse():
   assert parse_structure("2:4") == Structure("n:m", n=2, m=4)
   assert parse_structure("block:16x8") == Structure("block", bh=16, bw=8)
   assert str(parse_structure("block:4x4")) == "block:4x4" and parse_structure("1:8").max_density == 0.125
-  for bad in ("4:2", "0:4", "block:0x4", "2-4", "blocks"):
+  for bad in ("4:2", "4:4", "0:4", "block:0x4", "2-4", "blocks"):
     with pytest.raises(ConfigError, match="valid choices: unstructured, n:m"):
       parse_structure(bad, "prune.structure")
 

@@ -15,16 +15,19 @@ def _groups(kernel, m):  # (in, out) -> survivors of every group of m consecutiv
   return kernel.reshape(kernel.shape[0] // m, m, kernel.shape[1]).sum(axis=1)
 
 
-def test_imp_with_two_of_four_keeps_two_per_group(tiny_config, tmp_path):
-  tiny_config.mode, tiny_config.imp.levels, tiny_config.imp.fraction = "imp", 1, 0.5
+def test_imp_with_two_of_four_is_exact_and_monotone_across_levels(tiny_config, tmp_path):
+  tiny_config.mode, tiny_config.imp.levels, tiny_config.imp.fraction = "imp", 2, 0.5
   tiny_config.imp.structure, tiny_config.imp.scope = "2:4", "layerwise"
-  tiny_config.masks.exclude = "^output/"  # 32 inputs of 10 outputs would do too; keep it dense
+  tiny_config.masks.exclude = "^output/"
   lotto.run_job(tiny_config, str(tmp_path))
   like = masks_lib.ones_like(create_experiment(tiny_config).init_state().params)
-  masks = masks_lib.load(str(tmp_path / "level_1" / "masks.npz"), like)
-  for name in ("hidden_0", "hidden_1"):
-    assert (_groups(np.asarray(masks[name]["kernel"]), 4) == 2).all()
-  assert np.asarray(masks["output"]["kernel"]).all()
+  level = {l: masks_lib.load(str(tmp_path / f"level_{l}" / "masks.npz"), like) for l in (1, 2)}
+  for name, size in (("hidden_0", 40 * 32), ("hidden_1", 32 * 32)):
+    one, two = np.asarray(level[1][name]["kernel"]), np.asarray(level[2][name]["kernel"])
+    assert (_groups(one, 4) == 2).all()  # level 1: exactly 2 of every 4, density 0.5
+    assert two.sum() == round(0.25 * size)  # level 2: exact count, unstructured on top
+    assert _groups(two, 4).max() <= 2 and not (two & ~one).any()  # still 2:4, and monotone
+  assert np.asarray(level[2]["output"]["kernel"]).all()
 
 
 def test_prune_with_blocks_keeps_whole_tiles(tiny_config, tmp_path):
