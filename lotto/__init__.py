@@ -8,8 +8,9 @@ exactly as the `lotto` command runs them:
     results = lotto.run_imp(config, "/tmp/imp")
     print(lotto.write_report("/tmp/imp"))
 
-`run_train`, `run_prune`, `run_sweep`, `run_imp`, `run_stability`, `run_job`
-(by `config.mode`), `write_report`. They are imported on first use, so
+`run_train`, `run_prune`, `run_sweep`, `run_imp`, `run_stability`,
+`run_sparse_train`, `run_sparse_sweep`, `run_job` (by `config.mode`),
+`write_report`. They are imported on first use, so
 `import lotto` itself loads no JAX.
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ _ENTRY_POINTS = {
     "run_sweep": ("lotto.jobs.sweep", "run_prune_sweep"),
     "run_imp": ("lotto.jobs.imp", "run_imp"),
     "run_stability": ("lotto.jobs.stability", "run_stability"),
+    "run_sparse_train": ("lotto.jobs.sparse_train", "run_sparse_train"),
+    "run_sparse_sweep": ("lotto.jobs.sparse_sweep", "run_sparse_sweep"),
     "write_report": ("lotto.reports", "write_report"),
 }
 

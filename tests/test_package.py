@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import lotto
-from lotto.jobs import imp, prune, stability, sweep, train
+from lotto.jobs import imp, prune, sparse_sweep, sparse_train, stability, sweep, train
 from lotto.reports import write_report
 from tests.conftest import REPO
 
@@ -16,6 +16,8 @@ def test_entry_points_are_the_jobs_functions():
   assert lotto.run_sweep is sweep.run_prune_sweep
   assert lotto.run_imp is imp.run_imp
   assert lotto.run_stability is stability.run_stability
+  assert lotto.run_sparse_train is sparse_train.run_sparse_train
+  assert lotto.run_sparse_sweep is sparse_sweep.run_sparse_sweep
   assert lotto.write_report is write_report
   config = lotto.load_config(str(REPO / "configs" / "test.py"))
   assert config.model.widths == (32, 32) and lotto.get_base_config().mode == "train"

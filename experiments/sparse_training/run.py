@@ -3,6 +3,8 @@
   python experiments/sparse_training/run.py --study oneshot_vs_iterative [--workdir runs]
   python experiments/sparse_training/run.py --study dst_lenet300
   python experiments/sparse_training/run.py --study dsd
+  python experiments/sparse_training/run.py --study radixnet
+  python experiments/sparse_training/run.py --study structured
 
 Every variant of the study's config.py runs as its own lotto job in
 <workdir>/<study>/<variant> (resumable: re-running skips finished cells);
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 
 import jax
@@ -27,18 +30,28 @@ STUDIES = {
                                                                     "oneshot")],
     "dst_lenet300": ["dense", "static", "set", "rigl", "gmp", "imp"],
     "dsd": [f"{m},{v}" for m in MODELS for v in ("dense", "dsd")],
+    "radixnet": ["lenet300_5k,dense"] + [
+        f"lenet300_5k,{v}{c}" for v in ("radix_10_10", "radix_5_20", "radix_4_25", "radix_2_50",
+                                         "expander")
+        for c in ("", "_control")] + ["mnist1d_mlp,dense"] + [
+        f"mnist1d_mlp,{v}{c}" for v in ("radix_10_10", "expander") for c in ("", "_control")],
+    # LeNet 10x wider (5.4M weights, ~4 min per run here): --study radixnet_wide, seed 0.
+    "radixnet_wide": [f"lenet300_5k,{v}{c}" for v in ("wide_expander", "wide_radix")
+                      for c in ("", "_control")],
+    "structured": [f"{m},{method},{s}" for m in MODELS for method in ("synflow", "imp")
+                   for s in ("unstructured", "2:4", "block:4x4")],
 }
 SEEDS = (0, 1, 2)
 
 
-def run_study(study: str, root: str) -> None:
-  """Runs every variant (IMP once per seed) with `lotto.run_job`."""
-  path = os.path.join(HERE, "..", study, "config.py")
+def run_study(study: str, root: str, seeds: tuple[int, ...] = SEEDS) -> None:
+  """Runs every variant (train and IMP runs once per seed) with `lotto.run_job`."""
+  path = os.path.join(HERE, "..", study.replace("_wide", ""), "config.py")
   for variant in STUDIES[study]:
     config = lotto.load_config(path, variant)
-    workdir = os.path.join(root, variant.replace(",", "_"))
-    if config.mode == "imp":
-      for seed in SEEDS:
+    workdir = os.path.join(root, _folder(variant))
+    if config.mode in ("imp", "train"):
+      for seed in seeds:
         config.seed = seed
         print(f"{study}/{variant} seed {seed}", flush=True)
         lotto.run_job(config, os.path.join(workdir, f"seed_{seed}"))
@@ -47,8 +60,12 @@ def run_study(study: str, root: str) -> None:
       lotto.run_job(config, workdir)
 
 
-def _cells(root: str, variant: str) -> list[dict]:
-  return reports.load_results(os.path.join(root, variant.replace(",", "_")), "sparse_train")
+def _folder(variant: str) -> str:
+  return variant.replace(",", "_").replace(":", "-")
+
+
+def _cells(root: str, variant: str, mode: str = "sparse_train") -> list[dict]:
+  return reports.load_results(os.path.join(root, _folder(variant)), mode)
 
 
 def _stat(values) -> str:
@@ -140,6 +157,79 @@ def summarize_dsd(root: str, plt) -> str:
   return _save(None, plt, "dsd", lines)
 
 
+def summarize_radixnet(root: str, plt) -> str:
+  lines = ["| model | variant | density (%) | hidden-layer connections | final test accuracy "
+           "(%) | random control, same counts (%) |", "|---|---|---|---|---|---|"]
+  labels, means, stds, colors = [], [], [], []
+  for variant in STUDIES["radixnet"] + STUDIES["radixnet_wide"]:
+    if variant.endswith("_control"):
+      continue
+    model, name = variant.split(",")
+    runs = _cells(root, variant, "train")
+    control = _cells(root, f"{variant}_control", "train")
+    if not runs:
+      continue
+    acc = [r["final_test_accuracy"] for r in runs]
+    connections = _hidden_connections(runs[0])
+    lines.append(f"| {model} | {name} | {100 * runs[0]['density']:.2f} | {connections:,} | "
+                 f"{_stat(acc)} | {_stat([r['final_test_accuracy'] for r in control])} |")
+    for label, values, color in ((f"{model}\n{name}", acc, "C0"),
+                                 (f"{model}\n{name} (random)",
+                                  [r["final_test_accuracy"] for r in control], "C1")):
+      if values:
+        labels.append(label)
+        means.append(100 * np.mean(values))
+        stds.append(100 * np.std(values))
+        colors.append(color)
+  fig, ax = plt.subplots(figsize=(12, 4.5))
+  ax.bar(range(len(means)), means, yerr=stds, color=colors, capsize=3)
+  ax.set_xticks(range(len(means)), labels, rotation=75, fontsize=7)
+  ax.set(ylabel="final test accuracy (%)", ylim=(min(means) - 5, max(means) + 2),
+         title="RadiX-Net / expander (blue) vs random masks of the same counts (orange)")
+  return _save(fig, plt, "radixnet", lines)
+
+
+def _hidden_connections(run: dict) -> int:
+  """Surviving weights of the hidden layers (the output layer is dense in every variant)."""
+  with open(os.path.join(run["path"], "config.json"), encoding="utf-8") as handle:
+    config = json.load(handle)
+  widths = (300, 100) if config["model"]["name"] == "lenet300" else tuple(config["model"]["widths"])
+  fans = [784 if config["data"]["name"] == "mnist_5k" else 40, *widths]
+  return sum(round(run["layer_densities"][f"hidden_{i}/kernel"] * a * b)
+             for i, (a, b) in enumerate(zip(fans[:-1], fans[1:])))
+
+
+def summarize_structured(root: str, plt) -> str:
+  lines = []
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, model in zip(axes, MODELS):
+    lines += [f"### {model}", "", "| method | structure | " + " | ".join(
+        f"{100 * d:g} %" for d in (0.5, 0.25, 0.125, 0.0625)) + " |", "|---|---|" + "---|" * 4]
+    for method, style in (("imp", "-"), ("synflow", "--")):
+      for index, structure in enumerate(("unstructured", "2:4", "block:4x4")):
+        variant = f"{model},{method},{structure}"
+        groups = collections.defaultdict(list)
+        if method == "imp":
+          for run in _cells(root, variant, "imp"):
+            for level in run["levels"][1:]:
+              groups[round(level["density"], 3)].append(level["final_test_accuracy"])
+        else:
+          for run in reports.load_prune_results(os.path.join(root, _folder(variant))):
+            groups[round(run["density"], 3)].append(run["final_test_accuracy"])
+        ds = sorted(groups, reverse=True)
+        lines.append(f"| {method} | {structure} | " + " | ".join(_stat(groups[d]) for d in ds)
+                     + " |")
+        if ds:
+          ax.errorbar([100 * d for d in ds], [100 * np.mean(groups[d]) for d in ds],
+                      [100 * np.std(groups[d]) for d in ds], ls=style, marker="o", capsize=3,
+                      color=f"C{index}", label=f"{method} {structure}")
+    lines.append("")
+    ax.set(xscale="log", title=model, xlabel="density of the hidden layers' weights (%)",
+           ylabel="final test accuracy (%)")
+    ax.legend(fontsize=7)
+  return _save(fig, plt, "structured", lines)
+
+
 def _save(fig, plt, study: str, lines: list[str]) -> str:
   folder = os.path.join(HERE, "..", study)
   with open(os.path.join(folder, "results.md"), "w", encoding="utf-8") as handle:
@@ -156,19 +246,22 @@ def main() -> None:
   parser.add_argument("--study", required=True, choices=sorted(STUDIES))
   parser.add_argument("--workdir", default="runs")
   parser.add_argument("--summarize-only", action="store_true")
+  parser.add_argument("--seeds", default="0,1,2", help="seeds of the train and imp runs")
   args = parser.parse_args()
-  root = os.path.join(args.workdir, args.study)
+  root = os.path.join(args.workdir, args.study.replace("_wide", ""))
   # Cells of one variant differ only in seed (data and init are arguments, not constants
   # of the compiled program): a persistent compilation cache compiles each program once.
   jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir, ".jax_cache"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   if not args.summarize_only:
-    run_study(args.study, root)
+    run_study(args.study, root, tuple(int(x) for x in args.seeds.split(",")))
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   summary = {"oneshot_vs_iterative": summarize_oneshot, "dst_lenet300": summarize_dst,
-             "dsd": summarize_dsd}[args.study]
+             "dsd": summarize_dsd, "radixnet": summarize_radixnet,
+             "radixnet_wide": summarize_radixnet,
+             "structured": summarize_structured}[args.study]
   print(summary(root, plt))
 
 

@@ -39,6 +39,8 @@ MODE_HELP = {
 
 OVERRIDES = (
     ("--config.mode=prune --config.prune.method=snip --config.prune.density=0.05", "SNIP to 5 %"),
+    ("--config.mode=sparse_train --config.sparse.method=rigl --config.sparse.density=0.05",
+     "RigL at 5 % density (also static, gmp, dsd, set)"),
     ("--config.seed=1", "another seed (init, data order, random masks)"),
     ("--config.imp.levels=15 --config.imp.rewind=0it", "15 IMP levels, rewinding to init"),
     ("--config.train.duration=40ep", "training length in epochs or '<n>it' iterations"),
