@@ -157,3 +157,16 @@ def update_records(mask_state: PyTree, masks: Masks, prunable: Prunable) -> list
                  "layer_densities": {n: float(a / s) for n, a, s in zip(names, alive, sizes)},
                  "changed": float(changed.sum() / sizes.sum())})
   return rows
+
+
+def latest_update_scalars(mask_state: PyTree, prunable_total: int) -> dict[str, float]:
+  """For progress writers (TensorBoard): how many updates ran and the fraction of prunable
+  positions the latest one flipped; {} without a mask-update log."""
+  if not isinstance(mask_state, dict) or "log" not in mask_state:
+    return {}
+  steps, changed = jax.device_get((mask_state["log"]["step"], mask_state["log"]["changed"]))
+  ran = np.flatnonzero(steps >= 0)
+  if not ran.size:
+    return {"mask_updates": 0.0}
+  return {"mask_updates": float(ran.size),
+          "mask_changed": float(changed[ran[-1]].sum() / prunable_total)}

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError, Diverged
+from lotto.dynamic.update import latest_update_scalars
 from lotto.runtime.checkpoints import Checkpointer
 from lotto.runtime.devices import note
 from lotto.runtime.metrics import (HistoryWriter, MetricWriter, MultiWriter, ProgressWriter,
@@ -104,11 +105,14 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer |
 
 
 def _mask_and_lr_scalars(exp, state: TrainState) -> dict[str, float]:
-  """What the writer gets beyond the history: the LR, global and per-layer density."""
+  """What the writer gets beyond the history: the LR, global and per-layer density, and for
+  masks that change during training the number of updates so far and the fraction of
+  positions the latest one flipped."""
   rows = masks_lib.layer_report(state.masks, exp.prunable)  # one host transfer of the masks
   alive, total = sum(r["surviving"] for r in rows), sum(r["total"] for r in rows)
   return {"learning_rate": float(exp.schedule(state.step)), "density": alive / total,
-          **{f"density/{r['name']}": r["density"] for r in rows}}
+          **{f"density/{r['name']}": r["density"] for r in rows},
+          **latest_update_scalars(state.mask_state, total)}
 
 
 def summarize(trainer: Trainer, state: TrainState, history: list[dict]) -> dict:

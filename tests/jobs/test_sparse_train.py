@@ -16,6 +16,7 @@ from lotto.train.loop import load_state
 from lotto.train.trainer import Trainer
 from tests.conftest import assert_no_moments_on_masked_weights
 from tests.jobs.test_cli import TEST_CONFIG, run_cli
+from tests.runtime.test_metrics import _scalars
 
 SIZES = {"hidden_0/kernel": 40 * 32, "hidden_1/kernel": 32 * 32, "output/kernel": 32 * 10}
 
@@ -176,6 +177,11 @@ def test_cli_runs_every_method_in_a_sparse_sweep(tmp_path):
   assert len(cells["static"]["mask_updates"]) == 0
   assert [u["step"] for u in cells["set"]["mask_updates"]] == [5, 10, 15, 20, 25]
   assert (workdir / "sparse_train_accuracy.png").exists()
+  # TensorBoard: the number of updates so far and the latest one's flipped fraction.
+  scalars = _scalars(workdir / "cells" / "rigl_d0.2_s0")
+  assert scalars["mask_updates"][-1] == (40, 5.0)
+  assert scalars["mask_changed"][-1][1] == pytest.approx(cells["rigl"]["mask_updates"][-1]["changed"])
+  assert scalars["mask_updates"][0] == (10, 1.0)  # the update at step 5 is the first
 
 
 @pytest.mark.parametrize("field, value, message", [
