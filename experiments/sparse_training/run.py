@@ -146,15 +146,28 @@ def summarize_dst(root: str, plt) -> str:
 def summarize_dsd(root: str, plt) -> str:
   lines = ["| model | dense | DSD: after dense phase | after sparse phase | after final dense "
            "phase |", "|---|---|---|---|---|"]
-  for model in MODELS:
-    dense = [r["final_test_accuracy"] for r in _cells(root, f"{model},dense")]
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, model in zip(axes, MODELS):
+    dense_runs, dsd_runs = _cells(root, f"{model},dense"), _cells(root, f"{model},dsd")
+    dense = [r["final_test_accuracy"] for r in dense_runs]
     phases = collections.defaultdict(list)
-    for run in _cells(root, f"{model},dsd"):
+    for run in dsd_runs:
       for phase in run["phases"]:
         phases[phase["phase"]].append(phase["test_accuracy"])
     lines.append(f"| {model} | {_stat(dense)} | {_stat(phases['dense'])} | "
                  f"{_stat(phases['sparse'])} | {_stat(phases['dense_again'])} |")
-  return _save(None, plt, "dsd", lines)
+    for label, runs in (("dense", dense_runs), ("DSD", dsd_runs)):
+      if not runs:
+        continue
+      steps = [h["step"] for h in runs[0]["history"]]
+      curves = np.array([[h["test_accuracy"] for h in r["history"]] for r in runs])
+      ax.plot(steps, 100 * curves.mean(axis=0), label=label)
+      ax.fill_between(steps, 100 * curves.min(axis=0), 100 * curves.max(axis=0), alpha=0.2)
+    for phase in (dsd_runs[0]["phases"][:2] if dsd_runs else []):
+      ax.axvline(phase["step"], color="gray", ls=":")
+    ax.set(title=model, xlabel="step", ylabel="test accuracy (%) (mean, min-max over seeds)")
+    ax.legend()
+  return _save(fig, plt, "dsd", lines)
 
 
 def summarize_radixnet(root: str, plt) -> str:

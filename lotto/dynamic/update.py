@@ -117,17 +117,18 @@ def maybe_update_masks(method: MaskUpdate | None, inputs: UpdateInputs, opt_stat
   def run():
     masks, method_state = method.update(inputs, mask_state["method"])
     log = _record(mask_state["log"], method, inputs.step, inputs.masks, masks)
-    return masks, {"method": method_state, "log": log}
+    kept = jax.tree.map(jnp.logical_and, masks, inputs.masks)  # alive before and after
+    params = jax.tree.map(lambda p, k: jnp.where(k, p, jnp.zeros_like(p)), inputs.params, kept)
+    return params, masks, zero_moments(opt_state, kept), {"method": method_state, "log": log}
 
   def keep():
-    return inputs.masks, mask_state
+    return inputs.params, inputs.masks, opt_state, mask_state
 
-  # Only the masks and the small state pass through the cond: returning params and
-  # optimizer state from both branches made XLA:CPU copy them every step (BUILD_NOTES.md).
-  masks, mask_state = jax.lax.cond(_is_due(method, inputs.step), run, keep)
-  kept = jax.tree.map(jnp.logical_and, masks, inputs.masks)  # alive before and after
-  params = jax.tree.map(lambda p, k: jnp.where(k, p, jnp.zeros_like(p)), inputs.params, kept)
-  return params, masks, zero_moments(opt_state, kept), mask_state
+  # The Trainer runs this only in the first step of a block (`make_train_block`), so the
+  # copies XLA makes of what passes through the cond are paid once per block; the
+  # untaken branch leaves every value as the static step computes it, so a run equals
+  # the static run bit for bit until its first mask change (BUILD_NOTES.md).
+  return jax.lax.cond(_is_due(method, inputs.step), run, keep)
 
 
 def _record(log: PyTree, method: MaskUpdate, step: jax.Array, old: Masks, new: Masks) -> PyTree:

@@ -251,3 +251,16 @@ def test_a_topology_is_the_start_mask_of_static_and_rigl_and_refused_by_gmp(tiny
   with pytest.raises(ConfigError, match="starts dense; a topology is the start mask"):
     lotto.run_job(tiny_config, str(tmp_path / "gmp"))
   assert not (tmp_path / "gmp").exists()
+
+
+def test_a_dynamic_run_equals_the_static_run_until_its_first_mask_change(tiny_config, tmp_path):
+  tiny_config.mode, tiny_config.sparse.density = "sparse_train", 1.0
+  tiny_config.model.widths, tiny_config.train.duration = (128, 128), "150it"
+  tiny_config.train.eval_every = tiny_config.train.checkpoint_every = "10it"
+  dense = lotto.run_job(tiny_config, str(tmp_path / "dense"))  # static, all True
+  tiny_config.sparse.method, tiny_config.sparse.density = "dsd", 0.5  # masks change at 50, 100
+  dsd = lotto.run_job(tiny_config, str(tmp_path / "dsd"))
+  # A block starts every 10 steps, so the seam's untaken cond ran 5 times before step 50.
+  before = [h for h in dense["history"] if h["step"] <= 50]
+  assert before == [h for h in dsd["history"] if h["step"] <= 50]  # bit for bit, step 50 too
+  assert dense["history"][-1] != dsd["history"][-1]
