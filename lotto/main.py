@@ -1,7 +1,8 @@
 """The `lotto` command: `lotto --config=configs/<file>.py --workdir=DIR`.
 
-`lotto report --workdir=DIR` prints the accuracy-vs-density table of the
-pruning runs under DIR and (re)writes its plots.
+`lotto report --workdir=DIR` prints the tables of every run under DIR and
+(re)writes its plots. For sweeps, `--list_cells` prints the cells and
+`--cell=i` runs only cell i (one task of a job array).
 
 Overrides: `--config.optimizer.learning_rate=0.01` etc. (the config is locked,
 so a misspelled key is an error). `config.mode` selects the job. Bad input
@@ -21,6 +22,10 @@ FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a get_config() file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if present).")
+_CELL = flags.DEFINE_integer("cell", None, "Sweeps: run only cell i (0-based; one task of a "
+                             "job array) in WORKDIR/cells/<name>.")
+_LIST_CELLS = flags.DEFINE_boolean("list_cells", False, "Sweeps: print the cells (index and "
+                                   "name) that --cell indexes, and exit.")
 
 USAGE_EXIT_CODE = 2
 DIVERGED_EXIT_CODE = 3  # a non-finite loss stopped training (train.on_nan = "stop")
@@ -94,9 +99,15 @@ def main(argv: list[str]) -> None:
   if not _WORKDIR.value:
     _fail("--workdir is required")
   # Imported here so `lotto --help` stays fast.
-  from lotto.jobs import run_job  # pylint: disable=import-outside-toplevel
+  from lotto import jobs  # pylint: disable=import-outside-toplevel
   try:
-    run_job(_CONFIG.value, _WORKDIR.value)
+    if _LIST_CELLS.value:
+      for index, name in enumerate(jobs.list_cells(_CONFIG.value)):
+        print(f"{index}\t{name}")
+    elif _CELL.value is not None:
+      jobs.run_cell(_CONFIG.value, _WORKDIR.value, _CELL.value)
+    else:
+      jobs.run_job(_CONFIG.value, _WORKDIR.value)
   except ConfigError as error:
     _fail(str(error))
   except Diverged as error:

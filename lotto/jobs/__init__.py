@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import pathlib
 from typing import Callable
 
 import ml_collections
 
+from lotto.core.errors import ConfigError
 from lotto.core.registry import Registry
 
 Job = Callable[[ml_collections.ConfigDict, str], dict]
@@ -26,6 +28,12 @@ JOBS.register("imp", ("lotto.jobs.imp", "run_imp"))
 JOBS.register("stability", ("lotto.jobs.stability", "run_stability"))
 JOBS.register("sparse_train", ("lotto.jobs.sparse_train", "run_sparse_train"))
 JOBS.register("sparse_sweep", ("lotto.jobs.sparse_sweep", "run_sparse_sweep"))
+
+# Sweep modes: (module, cells(config) -> [(name, cell config)], run(cell config, cell dir)).
+SWEEPS = {
+    "prune_sweep": ("lotto.jobs.sweep", "cell_configs", "run_cell"),
+    "sparse_sweep": ("lotto.jobs.sparse_sweep", "sparse_cells", "run_cell"),
+}
 
 MODE_HELP = {
     "train": "one dense or masked training run",
@@ -71,6 +79,51 @@ def run_job(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return job_function(config.mode)(config, workdir)
 
 
+def _sweep(config: ml_collections.ConfigDict):
+  if config.mode not in SWEEPS:
+    raise ConfigError(f"--cell and --list_cells need a sweep mode ({', '.join(SWEEPS)}); "
+                      f"config.mode is {config.mode!r}")
+  module, cells, run = SWEEPS[config.mode]
+  loaded = importlib.import_module(module)
+  return getattr(loaded, cells), getattr(loaded, run)
+
+
+def list_cells(config: ml_collections.ConfigDict) -> list[str]:
+  """The cell names of a sweep config, in the order `--cell=i` indexes them.
+
+  Raises:
+    ConfigError: not a sweep mode, or any invalid sweep field.
+  """
+  cells, _ = _sweep(config)
+  return [name for name, _ in cells(config)]
+
+
+def run_cell(config: ml_collections.ConfigDict, workdir: str, index: int) -> dict:
+  """Runs cell `index` of a sweep in `workdir/cells/<name>` (one task of a job array).
+
+  Only the cell's directory is locked, so every cell can run in its own process at
+  once; the sweep directory gets the sweep's config.json and run_id.json (a workdir of
+  another config is refused). `lotto report --workdir=workdir` (or the whole sweep
+  command, which skips finished cells) collects them.
+
+  Raises:
+    ConfigError: not a sweep mode, an index out of range, or any invalid field.
+  """
+  cells, run = _sweep(config)
+  listed = cells(config)
+  if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(listed):
+    raise ConfigError(f"--cell={index} is out of range: the sweep has {len(listed)} cells "
+                      f"(0..{len(listed) - 1}); --list_cells lists them")
+  name, cell = listed[index]
+  # The sweep directory gets the sweep's identity (no lock: other cells run at once), so
+  # the whole sweep command later resumes it, skipping finished cells.
+  from lotto.jobs.defaults import LEGACY_FIELDS  # pylint: disable=import-outside-toplevel
+  from lotto.jobs.experiment import canonical_config  # pylint: disable=import-outside-toplevel
+  from lotto.runtime import runs  # pylint: disable=import-outside-toplevel
+  runs.claim_identity(canonical_config(config), workdir, LEGACY_FIELDS)
+  return run(cell, os.path.join(workdir, "cells", name))
+
+
 def _first_docstring_line(path: pathlib.Path) -> str:
   try:
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
@@ -84,7 +137,9 @@ def help_text(configs_dir: pathlib.Path = CONFIGS_DIR) -> str:
   lines = ["lotto: sparse-network research on JAX (pruning at init, lottery tickets).", "",
            "usage:",
            "  lotto --config=configs/<file>.py --workdir=DIR [--config.<field>=<value> ...]",
-           "  lotto report --workdir=DIR     tables and plots of every run under DIR", "",
+           "  lotto report --workdir=DIR     tables and plots of every run under DIR",
+           "  lotto --config=... --workdir=DIR --list_cells | --cell=i   a sweep's cells, or",
+           "      run cell i only (one task of a job array; see README.md)", "",
            "modes (--config.mode=...):"]
   lines += [f"  {mode:<12} {MODE_HELP.get(mode, '')}" for mode in JOBS.names()]
   lines += ["", f"configs ({configs_dir}):"]

@@ -66,14 +66,18 @@ def sparse_cells(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
   return cells
 
 
+def run_cell(cell: ml_collections.ConfigDict, cell_dir: str) -> dict:
+  """One sparse_sweep cell (a `sparse_train` job), as `lotto --cell=i` runs it."""
+  return run_sparse_train(cell, cell_dir, summary_line=False)
+
+
 @job("sparse_sweep")
 def run_sparse_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) every cell, then writes results.json and the report."""
   cells = sparse_cells(config)
   run_config = canonical_config(config)
   runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
-  results = run_cells("sparse_sweep", workdir, cells,
-                      lambda cell, cell_dir: run_sparse_train(cell, cell_dir, summary_line=False),
+  results = run_cells("sparse_sweep", workdir, cells, run_cell,
                       ("method", "final_test_accuracy"))
   summary = {"mode": "sparse_sweep", "config_hash": runs.config_hash(run_config),
              "cells": results}

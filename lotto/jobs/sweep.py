@@ -87,6 +87,11 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
   return cells
 
 
+def run_cell(cell: ml_collections.ConfigDict, cell_dir: str) -> dict:
+  """One prune_sweep cell (a `prune` job), as `lotto --cell=i` runs it."""
+  return run_prune(cell, cell_dir, summary_line=False)
+
+
 def run_cells(mode: str, workdir: str, cells: list[tuple[str, ml_collections.ConfigDict]],
               run_cell: Callable[[ml_collections.ConfigDict, str], dict],
               required: tuple[str, ...]) -> list[dict]:
@@ -125,8 +130,7 @@ def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   cells = cell_configs(config)
   run_config = canonical_config(config)
   runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
-  results = run_cells("prune_sweep", workdir, cells,
-                      lambda cell, cell_dir: run_prune(cell, cell_dir, summary_line=False),
+  results = run_cells("prune_sweep", workdir, cells, run_cell,
                       ("method", "final_test_accuracy"))
   summary = {"mode": "prune_sweep", "config_hash": runs.config_hash(run_config), "cells": results}
   runs.write_results(workdir, summary)

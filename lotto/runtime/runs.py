@@ -209,13 +209,36 @@ def prepare_workdir(run_config: dict, workdir: str,
     if is_main_process():
       os.makedirs(workdir, exist_ok=True)
     locks.acquire(workdir)
-    for name, payload in ((CONFIG_FILE, run_config),
-                          (RUN_ID_FILE, {"config_hash": config_hash(run_config)})):
-      path = os.path.join(workdir, name)
-      if not os.path.exists(path) or _quietly_damaged(path):
-        write_json(path, payload)
+    _write_identity(run_config, workdir)
   except OSError as error:
     raise ConfigError(f"cannot write the workdir {workdir}: {error.strerror or error}") from None
+
+
+def claim_identity(run_config: dict, workdir: str,
+                   legacy: dict[tuple[str, str], Any] | None = None) -> None:
+  """`prepare_workdir` without the lock: for a sweep whose cells run in separate processes
+  at once (`lotto --cell=i`), each cell claims the sweep directory for the sweep's config
+  (identical atomic writes from several processes are harmless) and locks only its own.
+
+  Raises:
+    ConfigError: as `check_workdir`, or the workdir cannot be written.
+  """
+  check_workdir(run_config, workdir, legacy)
+  try:
+    if is_main_process():
+      os.makedirs(workdir, exist_ok=True)
+    _write_identity(run_config, workdir)
+  except OSError as error:
+    raise ConfigError(f"cannot write the workdir {workdir}: {error.strerror or error}") from None
+
+
+def _write_identity(run_config: dict, workdir: str) -> None:
+  """config.json and run_id.json, each written when missing (either restores the other)."""
+  for name, payload in ((CONFIG_FILE, run_config),
+                        (RUN_ID_FILE, {"config_hash": config_hash(run_config)})):
+    path = os.path.join(workdir, name)
+    if not os.path.exists(path) or _quietly_damaged(path):
+      write_json(path, payload)
 
 
 def writable(directory: str) -> bool:
