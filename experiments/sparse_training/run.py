@@ -103,9 +103,13 @@ def summarize_oneshot(root: str, plt) -> str:
     lines.append("")
     for variant, groups in curves.items():
       ds = sorted(groups)
-      ax.errorbar([100 * (1 - d) for d in ds], [100 * np.mean(groups[d]) for d in ds],
+      ax.errorbar([1 - d for d in ds], [100 * np.mean(groups[d]) for d in ds],
                   [100 * np.std(groups[d]) for d in ds], marker="o", capsize=3, label=variant)
     ax.axhline(100 * dense_mean, color="gray", ls="--", label="dense")
+    ax.set_xscale("logit")  # spreads 90-99 %, where the two schedules part
+    ticks = [0.5, 0.8, 0.9, 0.95, 0.98, 0.99]
+    ax.set_xticks(ticks, [f"{100 * t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set(title=model, xlabel="sparsity (%)", ylabel="final test accuracy (%)")
     ax.legend()
   return _save(fig, plt, "oneshot_vs_iterative", lines)
