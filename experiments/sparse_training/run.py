@@ -138,11 +138,14 @@ def summarize_dst(root: str, plt) -> str:
   fig, ax = plt.subplots(figsize=(6, 4))
   for name, groups in methods.items():
     ds = sorted(groups)
-    ax.errorbar([100 * d for d in ds], [100 * np.mean(groups[d]) for d in ds],
+    xs = [100 * (actual[d] if name == "IMP ticket" else d) for d in ds]  # IMP: its levels
+    ax.errorbar(xs, [100 * np.mean(groups[d]) for d in ds],
                 [100 * np.std(groups[d]) for d in ds], marker="o", capsize=3, label=name)
   ax.axhline(100 * np.mean(dense), color="gray", ls="--", label="dense")
   ax.set(xscale="log", xlabel="density (%)", ylabel="final test accuracy (%)",
          title="LeNet-300-100 on mnist_5k")
+  ax.set_xticks([1, 2, 5, 10], ["1", "2", "5", "10"])
+  ax.minorticks_off()
   ax.legend()
   return _save(fig, plt, "dst_lenet300", lines)
 
