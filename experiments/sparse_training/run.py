@@ -180,32 +180,40 @@ def summarize_dsd(root: str, plt) -> str:
 def summarize_radixnet(root: str, plt) -> str:
   lines = ["| model | variant | density (%) | hidden-layer connections | final test accuracy "
            "(%) | random control, same counts (%) |", "|---|---|---|---|---|---|"]
-  labels, means, stds, colors = [], [], [], []
+  panels = collections.defaultdict(list)  # model -> [(label, chosen accs, control accs)]
+  dense = {}
   for variant in STUDIES["radixnet"] + STUDIES["radixnet_wide"]:
     if variant.endswith("_control"):
       continue
     model, name = variant.split(",")
     runs = _cells(root, variant, "train")
-    control = _cells(root, f"{variant}_control", "train")
     if not runs:
       continue
     acc = [r["final_test_accuracy"] for r in runs]
+    control = [r["final_test_accuracy"] for r in _cells(root, f"{variant}_control", "train")]
     connections = _hidden_connections(runs[0])
     lines.append(f"| {model} | {name} | {100 * runs[0]['density']:.2f} | {connections:,} | "
-                 f"{_stat(acc)} | {_stat([r['final_test_accuracy'] for r in control])} |")
-    for label, values, color in ((f"{model}\n{name}", acc, "C0"),
-                                 (f"{model}\n{name} (random)",
-                                  [r["final_test_accuracy"] for r in control], "C1")):
-      if values:
-        labels.append(label)
-        means.append(100 * np.mean(values))
-        stds.append(100 * np.std(values))
-        colors.append(color)
-  fig, ax = plt.subplots(figsize=(12, 4.5))
-  ax.bar(range(len(means)), means, yerr=stds, color=colors, capsize=3)
-  ax.set_xticks(range(len(means)), labels, rotation=75, fontsize=7)
-  ax.set(ylabel="final test accuracy (%)", ylim=(min(means) - 5, max(means) + 2),
-         title="RadiX-Net / expander (blue) vs random masks of the same counts (orange)")
+                 f"{_stat(acc)} (n = {len(acc)}) | {_stat(control)} |")
+    if name == "dense":
+      dense[model] = acc
+    else:
+      panels[model].append((f"{name}\n{connections / 1000:.1f}k", acc, control))
+  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+  for ax, (model, bars) in zip(axes[0], panels.items()):
+    x = np.arange(len(bars))
+    for offset, index, color, label in ((-0.2, 1, "C0", "RadiX-Net / expander"),
+                                        (0.2, 2, "C1", "random, same per-layer counts")):
+      ax.bar(x + offset, [100 * np.mean(b[index]) if b[index] else 0 for b in bars], 0.4,
+             yerr=[100 * np.std(b[index]) if b[index] else 0 for b in bars], color=color,
+             capsize=3, label=label)
+    if model in dense:
+      ax.axhline(100 * np.mean(dense[model]), color="gray", ls="--", label="dense")
+    values = [100 * np.mean(v) for b in bars for v in b[1:] if v]
+    ax.set_ylim(min(values) - 2, max(values + [100 * np.mean(dense.get(model, [0]))]) + 1)
+    ax.set_xticks(x, [b[0] for b in bars], fontsize=8)
+    ax.set(title=model, ylabel="final test accuracy (%)",
+           xlabel="variant, hidden-layer connections")
+    ax.legend(fontsize=7, loc="lower right")
   return _save(fig, plt, "radixnet", lines)
 
 
