@@ -254,6 +254,8 @@ def summarize_structured(root: str, plt) -> str:
     lines.append("")
     ax.set(xscale="log", title=model, xlabel="density of the hidden layers' weights (%)",
            ylabel="final test accuracy (%)")
+    ax.set_xticks([6.25, 12.5, 25, 50], ["6.25", "12.5", "25", "50"])
+    ax.minorticks_off()
     ax.legend(fontsize=7)
   return _save(fig, plt, "structured", lines)
 
