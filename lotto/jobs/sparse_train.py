@@ -145,8 +145,10 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
   trainer = Trainer(exp, mask_update=method)
   final, summary = train_run(trainer, workdir, state, keep=tuple(sorted(keep)), hooks=hooks,
                              label=settings.method)
+  target = settings.density if config.topology.name == "none" else masks_lib.density(
+      state.masks, exp.prunable)  # a topology's start mask sets the density
   results = {"mode": "sparse_train", "config_hash": runs.config_hash(exp.run_config),
-             "method": settings.method, "target_density": settings.density,
+             "method": settings.method, "target_density": target,
              "topology": config.topology.name, "control": config.topology.control,
              "mask_updates": dynamic.update_records(final.mask_state, final.masks, exp.prunable),
              **summary}

@@ -243,6 +243,7 @@ def test_a_topology_is_the_start_mask_of_static_and_rigl_and_refused_by_gmp(tiny
   for a, b in zip(jax.tree.leaves(start.masks), jax.tree.leaves(final.masks)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the RadiX-Net, unchanged
   assert static["layer_densities"]["output/kernel"] == 1.0  # the output layer stays dense
+  assert static["target_density"] == static["density"]  # the topology's, not sparse.density
   tiny_config.sparse.method = "rigl"
   _, _, _, rigl_start = build_sparse_run(tiny_config)
   for a, b in zip(jax.tree.leaves(start.masks), jax.tree.leaves(rigl_start.masks)):
