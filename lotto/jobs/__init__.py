@@ -134,7 +134,8 @@ def _first_docstring_line(path: pathlib.Path) -> str:
 
 def help_text(configs_dir: pathlib.Path = CONFIGS_DIR) -> str:
   """What `lotto --help` prints: usage, modes, the configs shipped, common overrides."""
-  lines = ["lotto: sparse-network research on JAX (pruning at init, lottery tickets).", "",
+  lines = ["lotto: sparse-network research on JAX (pruning at init, lottery tickets, sparse "
+           "training).", "",
            "usage:",
            "  lotto --config=configs/<file>.py --workdir=DIR [--config.<field>=<value> ...]",
            "  lotto report --workdir=DIR     tables and plots of every run under DIR",
