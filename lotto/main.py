@@ -11,6 +11,7 @@ existing files untouched.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -29,6 +30,14 @@ _LIST_CELLS = flags.DEFINE_boolean("list_cells", False, "Sweeps: print the cells
 
 USAGE_EXIT_CODE = 2
 DIVERGED_EXIT_CODE = 3  # a non-finite loss stopped training (train.on_nan = "stop")
+
+
+def _print_lines(text: str) -> None:
+  """Prints to stdout; a reader that stops early (`lotto --help | head`) is not an error."""
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
 
 
 def _fail(message: str) -> None:
@@ -57,7 +66,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing whose errors are one line and exit code 2; `--help` is lotto's own."""
   if any(arg in HELP_FLAGS for arg in argv[1:]):
     from lotto.jobs import help_text  # pylint: disable=import-outside-toplevel
-    print(help_text())
+    _print_lines(help_text())
     sys.exit(0)
   config = _config_path(argv)
   if config is not None:
@@ -102,8 +111,8 @@ def main(argv: list[str]) -> None:
   from lotto import jobs  # pylint: disable=import-outside-toplevel
   try:
     if _LIST_CELLS.value:
-      for index, name in enumerate(jobs.list_cells(_CONFIG.value)):
-        print(f"{index}\t{name}")
+      _print_lines("\n".join(f"{index}\t{name}"
+                              for index, name in enumerate(jobs.list_cells(_CONFIG.value))))
     elif _CELL.value is not None:
       jobs.run_cell(_CONFIG.value, _WORKDIR.value, _CELL.value)
     else:
