@@ -210,7 +210,7 @@ def summarize_radixnet(root: str, plt) -> str:
       ax.axhline(100 * np.mean(dense[model]), color="gray", ls="--", label="dense")
     values = [100 * np.mean(v) for b in bars for v in b[1:] if v]
     ax.set_ylim(min(values) - 2, max(values + [100 * np.mean(dense.get(model, [0]))]) + 1)
-    ax.set_xticks(x, [b[0] for b in bars], fontsize=8)
+    ax.set_xticks(x, [b[0] for b in bars], fontsize=7, rotation=25, ha="right")
     ax.set(title=model, ylabel="final test accuracy (%)",
            xlabel="variant, hidden-layer connections")
     ax.legend(fontsize=7, loc="lower right")
