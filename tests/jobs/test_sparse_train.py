@@ -1,7 +1,6 @@
 """`sparse_train`: GMP against Zhu & Gupta's schedule, one-shot, DSD's phases, RigL/SET counts
 and zeroed regrowth inside training, kill-and-resume, the CLI for every method, bad input."""
 import json
-import math
 
 import jax
 import numpy as np
