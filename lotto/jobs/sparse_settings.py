@@ -15,7 +15,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.schedules import DROP_SCHEDULES
 from lotto.core.selection import SCOPES
 from lotto.core.structure import Structure, check_shapes, parse_structure
-from lotto.dynamic import CRITERIA
+from lotto.dynamic import CRITERIA, regrow_steps
 from lotto.jobs.experiment import Experiment, positive_int
 
 SPARSE_METHODS = ("static", "gmp", "dsd", "set", "rigl")
@@ -114,6 +114,10 @@ def sparse_settings(config: ml_collections.ConfigDict, exp: Experiment) -> Spars
                         f"({total} steps)")
     if begin >= stop:
       raise ConfigError(f"sparse.begin ({begin} steps) is not before sparse.stop ({stop} steps)")
+    if not regrow_steps(every, begin, stop):
+      raise ConfigError(f"no mask update would run: the first multiple of sparse.update_every "
+                        f"({every} steps) from sparse.begin ({begin}) on is not before sparse.stop "
+                        f"({stop} steps); use a shorter update_every or a later stop")
   fraction = _number(s.drop_fraction, "sparse.drop_fraction")
   if not 0 < fraction < 1:
     raise ConfigError(f"sparse.drop_fraction must lie in (0, 1); got {s.drop_fraction!r}")

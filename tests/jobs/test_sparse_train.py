@@ -193,6 +193,8 @@ def test_cli_runs_every_method_in_a_sparse_sweep(tmp_path):
     ("drop_fraction", 1.0, "sparse.drop_fraction must lie in (0, 1)"),
     ("drop_fraction", 0, "sparse.drop_fraction must lie in (0, 1)"),
     ("stop", "50it", "sparse.stop (50 steps) is after the end of training (40 steps)"),
+    ("stop", "5it", "no mask update would run: the first multiple of sparse.update_every (5 "
+                    "steps) from sparse.begin (0) on is not before sparse.stop (5 steps)"),
     ("drop_schedule", "linear", "unknown sparse.drop_schedule 'linear'; valid choices: cosine, "
                                 "constant"),
 ])
