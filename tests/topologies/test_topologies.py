@@ -15,12 +15,16 @@ def _paths(layers):
   return product
 
 
-@pytest.mark.parametrize("radices, blocks, widths, density", [
-    ([[2, 2, 2]], [1, 1, 1, 1], [8, 8, 8, 8], 2 / 8),           # the published example, 75 %
-    ([[10, 10]], [8, 3, 1], [800, 300, 100], 10 / 100),        # LeNet-300-100 (+16 inputs), 90 %
-    ([[2, 3], [3, 2], [2]], [1, 2, 2, 1, 1, 1], [6, 12, 12, 6, 6, 6], None),  # mixed radices
+# Paths from every input to every output: a full radix list (product N) is one path per
+# pair, k full lists N^(k-1), a last list of product p multiplies by p, and each hidden
+# block B_l (the Kronecker widening) multiplies by B_l.
+@pytest.mark.parametrize("radices, blocks, widths, density, paths", [
+    ([[2, 2, 2]], [1, 1, 1, 1], [8, 8, 8, 8], 2 / 8, 1),      # the published example, 75 %
+    ([[10, 10]], [8, 3, 1], [800, 300, 100], 10 / 100, 3),    # LeNet-300-100 (+16 inputs), 90 %
+    ([[2, 3], [3, 2], [2]], [1, 2, 2, 1, 1, 1], [6, 12, 12, 6, 6, 6], None,
+     6 * 2 * (2 * 2 * 1 * 1)),                                # mixed radices: N, p, blocks
 ])
-def test_radixnet_properties(radices, blocks, widths, density):
+def test_radixnet_properties(radices, blocks, widths, density, paths):
   layers = radixnet(radices, blocks)
   flat = [r for radix_list in radices for r in radix_list]
   assert len(layers) == len(flat)
@@ -34,9 +38,9 @@ def test_radixnet_properties(radices, blocks, widths, density):
     # every neuron of a layer has the same in-degree and the same out-degree
     assert len(set(layer.sum(axis=0).tolist())) == 1
     assert len(set(layer.sum(axis=1).tolist())) == 1
-  # every input reaches every output by the same number of paths
-  paths = _paths(layers)
-  assert paths.min() == paths.max() > 0
+  # every input reaches every output by the same number of paths, the one the rule predicts
+  counts = _paths(layers)
+  assert counts.min() == counts.max() == paths
 
 
 def test_radixnet_published_example_written_out():
