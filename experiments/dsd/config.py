@@ -6,21 +6,20 @@ Each is a sparse_sweep over seeds 0, 1, 2:
   lotto --config=experiments/dsd/config.py:mnist1d_mlp,dsd --workdir=runs/dsd/mnist1d_mlp_dsd
 All four and the table: python experiments/sparse_training/run.py --study dsd
 """
-import importlib.util
 import os
 
-_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
-                       "models.py")
-_spec = importlib.util.spec_from_file_location("sparse_training_models", _MODELS)
-models = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(models)
+from lotto.jobs.config_files import load_config_file
+
+# The settings every sparse-training study shares (a config file taking the model's name).
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
+                      "models.py")
 
 
 def get_config(argument: str = "mnist1d_mlp,dsd"):
   model, variant = argument.split(",")
   if variant not in ("dsd", "dense"):
     raise ValueError(f"unknown variant {variant!r}; valid choices: dsd, dense")
-  config = models.base_config(model)
+  config = load_config_file(SHARED, model)
   config.mode = "sparse_sweep"
   config.sweep.seeds = (0, 1, 2)
   config.sweep.methods = ("dsd",) if variant == "dsd" else ("static",)

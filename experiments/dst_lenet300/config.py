@@ -9,14 +9,13 @@ levels, 80 % ... 1.15 %, rewinding to initialization; run per seed):
   lotto --config=experiments/dst_lenet300/config.py:rigl --workdir=runs/dst_lenet300/rigl
 All and the table/plot: python experiments/sparse_training/run.py --study dst_lenet300
 """
-import importlib.util
 import os
 
-_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
-                       "models.py")
-_spec = importlib.util.spec_from_file_location("sparse_training_models", _MODELS)
-models = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(models)
+from lotto.jobs.config_files import load_config_file
+
+# The settings every sparse-training study shares (a config file taking the model's name).
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
+                      "models.py")
 
 DENSITIES = (0.1, 0.05, 0.02, 0.01)
 VARIANTS = ("static", "set", "rigl", "gmp", "dense", "imp")
@@ -25,7 +24,7 @@ VARIANTS = ("static", "set", "rigl", "gmp", "dense", "imp")
 def get_config(argument: str = "rigl"):
   if argument not in VARIANTS:
     raise ValueError(f"unknown variant {argument!r}; valid choices: {', '.join(VARIANTS)}")
-  config = models.base_config("lenet300_5k")
+  config = load_config_file(SHARED, "lenet300_5k")
   config.sweep.seeds = (0, 1, 2)
   if argument == "imp":
     config.mode = "imp"

@@ -10,14 +10,14 @@ Each is a sparse_sweep over densities 50 ... 1 % and seeds 0, 1, 2:
       --workdir=runs/oneshot_vs_iterative/lenet300_5k_iterative
 All six and the table/plot: python experiments/sparse_training/run.py --study oneshot_vs_iterative
 """
-import importlib.util
 import os
 
-_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
-                       "models.py")
-_spec = importlib.util.spec_from_file_location("sparse_training_models", _MODELS)
-models = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(models)
+from lotto.core.durations import parse_duration
+from lotto.jobs.config_files import load_config_file
+
+# The settings every sparse-training study shares (a config file taking the model's name).
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
+                      "models.py")
 
 DENSITIES = (0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01)
 VARIANTS = ("iterative", "oneshot", "dense")
@@ -27,8 +27,8 @@ def get_config(argument: str = "lenet300_5k,iterative"):
   model, variant = argument.split(",")
   if variant not in VARIANTS:
     raise ValueError(f"unknown schedule {variant!r}; valid choices: {', '.join(VARIANTS)}")
-  config = models.base_config(model)
-  steps = models.STEPS[model]
+  config = load_config_file(SHARED, model)
+  steps = parse_duration(config.train.duration, 1)
   config.mode = "sparse_sweep"
   config.sweep.seeds = (0, 1, 2)
   begin, end = steps // 5, (2 * steps) // 3 // 100 * 100  # 600/2000 (LeNet), 300/1000 (MLP)

@@ -18,14 +18,13 @@ Argument "<model>,<variant>" (model lenet300_5k | mnist1d_mlp), one `train` run 
   lotto --config=experiments/radixnet/config.py:lenet300_5k,radix_10_10 --workdir=runs/r/a
 All variants and the table/plot: python experiments/sparse_training/run.py --study radixnet
 """
-import importlib.util
 import os
 
-_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
-                       "models.py")
-_spec = importlib.util.spec_from_file_location("sparse_training_models", _MODELS)
-models = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(models)
+from lotto.jobs.config_files import load_config_file
+
+# The settings every sparse-training study shares (a config file taking the model's name).
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
+                      "models.py")
 
 BLOCKS = {"lenet300_5k": (8, 3, 1), "mnist1d_mlp": (1, 5, 5)}
 DEGREES = {"lenet300_5k": (78, 30), "mnist1d_mlp": (4, 50)}
@@ -33,7 +32,7 @@ DEGREES = {"lenet300_5k": (78, 30), "mnist1d_mlp": (4, 50)}
 
 def get_config(argument: str = "lenet300_5k,radix_10_10"):
   model, variant = argument.split(",")
-  config = models.base_config(model)
+  config = load_config_file(SHARED, model)
   config.mode = "train"
   base = variant[:-len("_control")] if variant.endswith("_control") else variant
   if base.startswith("wide_"):

@@ -7,7 +7,8 @@
 - `mnist1d_mlp`: the MNIST-1D MLP 40-500-500-10 of the main job, Adam 5e-3,
   batch 100, 1,500 iterations.
 
-Imported by the studies' config files (`experiments/<study>/config.py`).
+A config file itself (`get_config(model)`), loaded by the studies' config files
+(`experiments/<study>/config.py`) through `lotto.jobs.config_files.load_config_file`.
 """
 from lotto.jobs import defaults
 
@@ -15,7 +16,7 @@ MODELS = ("lenet300_5k", "mnist1d_mlp")
 STEPS = {"lenet300_5k": 3000, "mnist1d_mlp": 1500}
 
 
-def base_config(model: str):
+def get_config(model: str = "lenet300_5k"):
   """The base config of `model` (quiet: the studies print one line per run)."""
   if model not in MODELS:
     raise ValueError(f"unknown model {model!r}; valid choices: {', '.join(MODELS)}")

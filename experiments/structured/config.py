@@ -8,21 +8,20 @@ structure unstructured | 2:4 | block:4x4:
   lotto --config=experiments/structured/config.py:mnist1d_mlp,synflow,2:4 --workdir=runs/s/a
 All and the table/plot: python experiments/sparse_training/run.py --study structured
 """
-import importlib.util
 import os
 
-_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
-                       "models.py")
-_spec = importlib.util.spec_from_file_location("sparse_training_models", _MODELS)
-models = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(models)
+from lotto.jobs.config_files import load_config_file
+
+# The settings every sparse-training study shares (a config file taking the model's name).
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sparse_training",
+                      "models.py")
 
 DENSITIES = (0.5, 0.25, 0.125, 0.0625)
 
 
 def get_config(argument: str = "mnist1d_mlp,synflow,2:4"):
   model, method, structure = argument.split(",")
-  config = models.base_config(model)
+  config = load_config_file(SHARED, model)
   config.masks.exclude = "^output/"  # 10 outputs split into neither 4-groups nor 4x4 tiles
   if method == "imp":
     config.mode = "imp"
