@@ -27,7 +27,7 @@ from lotto.core.schedules import cubic_density
 from lotto.core.scores import obd_saliency
 from lotto.core.structure import Structure
 from lotto.core.types import Masks, Params, Prunable, PyTree
-from lotto.dynamic.update import UpdateInputs
+from lotto.dynamic.update import UpdateInputs, alive_counts, prunable_leaves
 
 CRITERIA = ("magnitude", "obd")
 
@@ -35,15 +35,6 @@ CRITERIA = ("magnitude", "obd")
 def gmp_steps(begin: int, end: int, every: int) -> tuple[int, ...]:
   """The update steps: begin, begin + every, ... before `end`, and `end` itself."""
   return tuple(range(begin, end, every)) + (end,)
-
-
-def _prunable_sizes(masks: Masks, prunable: Prunable) -> list[int]:
-  return [m.size for m, f in zip(jax.tree.leaves(masks), jax.tree.leaves(prunable)) if f]
-
-
-def _alive(masks: Masks, prunable: Prunable) -> jax.Array:
-  return jnp.stack([m.sum(dtype=jnp.int32) for m, f in
-                    zip(jax.tree.leaves(masks), jax.tree.leaves(prunable)) if f])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +73,7 @@ class GradualMagnitude:
   def init_state(self, params: Params, masks: Masks) -> PyTree:
     """The survivors per prunable leaf at the start (the schedule's initial density)."""
     del params
-    return {"initial_alive": _alive(masks, self.prunable)}
+    return {"initial_alive": alive_counts(masks, self.prunable)}
 
   def _scores(self, inputs: UpdateInputs) -> Params:
     if self.criterion == "obd":
@@ -94,7 +85,7 @@ class GradualMagnitude:
     if self.threshold > 0:
       return jax.tree.map(lambda m, p, f: m & (jnp.abs(p) >= self.threshold) if f else m,
                           masks, inputs.params, self.prunable), state
-    sizes = jnp.asarray(_prunable_sizes(masks, self.prunable), jnp.float32)
+    sizes = jnp.asarray([m.size for m in prunable_leaves(masks, self.prunable)], jnp.float32)
     final = jnp.asarray(self.final_densities, jnp.float32)
     initial_alive = state["initial_alive"].astype(jnp.float32)
     scores = self._scores(inputs)

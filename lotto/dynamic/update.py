@@ -74,15 +74,21 @@ class MaskUpdate(Protocol):
     """New masks (same treedef, bool leaves; non-prunable leaves unchanged) and state."""
 
 
-def _prunable_leaves(tree: PyTree, prunable: Prunable) -> list:
+def prunable_leaves(tree: PyTree, prunable: Prunable) -> list:
+  """The leaves of `tree` where `prunable` is True, in leaf order."""
   return [leaf for leaf, flag in zip(jax.tree.leaves(tree), jax.tree.leaves(prunable)) if flag]
+
+
+def alive_counts(masks: Masks, prunable: Prunable) -> jax.Array:
+  """Survivors per prunable leaf (int32, leaf order); traceable."""
+  return jnp.stack([m.sum(dtype=jnp.int32) for m in prunable_leaves(masks, prunable)])
 
 
 def init_mask_state(method: MaskUpdate | None, params: Params, masks: Masks) -> PyTree:
   """`TrainState.mask_state` before training: the method's state and an empty log."""
   if method is None:
     return {}
-  layers = len(_prunable_leaves(masks, method.prunable))
+  layers = len(prunable_leaves(masks, method.prunable))
   updates = len(method.due_steps)
   log = {"step": jnp.full((updates,), -1, jnp.int32),
          "alive": jnp.zeros((updates, layers), jnp.int32),
@@ -133,9 +139,9 @@ def maybe_update_masks(method: MaskUpdate | None, inputs: UpdateInputs, opt_stat
 
 def _record(log: PyTree, method: MaskUpdate, step: jax.Array, old: Masks, new: Masks) -> PyTree:
   row = jnp.searchsorted(jnp.asarray(method.due_steps, jnp.int32), step)
-  old_leaves = _prunable_leaves(old, method.prunable)
-  new_leaves = _prunable_leaves(new, method.prunable)
-  alive = jnp.stack([m.sum(dtype=jnp.int32) for m in new_leaves])
+  old_leaves = prunable_leaves(old, method.prunable)
+  new_leaves = prunable_leaves(new, method.prunable)
+  alive = alive_counts(new, method.prunable)
   changed = jnp.stack([(a != b).sum(dtype=jnp.int32) for a, b in zip(old_leaves, new_leaves)])
   return {"step": log["step"].at[row].set(step.astype(jnp.int32)),
           "alive": log["alive"].at[row].set(alive),
@@ -149,7 +155,7 @@ def update_records(mask_state: PyTree, masks: Masks, prunable: Prunable) -> list
     return []
   log = jax.device_get(mask_state["log"])
   names = [n for n, f in zip(leaf_names(masks), jax.tree.leaves(prunable)) if f]
-  sizes = np.array([m.size for m in _prunable_leaves(masks, prunable)])
+  sizes = np.array([m.size for m in prunable_leaves(masks, prunable)])
   rows = []
   for step, alive, changed in zip(log["step"], log["alive"], log["changed"]):
     if step < 0:

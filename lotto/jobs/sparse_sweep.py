@@ -18,13 +18,10 @@ import ml_collections
 from lotto import reports
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
-from lotto.jobs.defaults import LEGACY_FIELDS
-from lotto.jobs.experiment import canonical_config, check_seed, create_experiment, job
+from lotto.jobs.experiment import check_seed, create_experiment, job
 from lotto.jobs.sparse_settings import SPARSE_METHODS, sparse_settings
 from lotto.jobs.sparse_train import run_sparse_train
-from lotto.jobs.sweep import run_cells
-from lotto.runtime import runs
-from lotto.runtime.devices import note
+from lotto.jobs.sweep import run_sweep
 
 
 def sparse_cells(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
@@ -74,13 +71,5 @@ def run_cell(cell: ml_collections.ConfigDict, cell_dir: str) -> dict:
 @job("sparse_sweep")
 def run_sparse_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) every cell, then writes results.json and the report."""
-  cells = sparse_cells(config)
-  run_config = canonical_config(config)
-  runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
-  results = run_cells("sparse_sweep", workdir, cells, run_cell,
-                      ("method", "final_test_accuracy"))
-  summary = {"mode": "sparse_sweep", "config_hash": runs.config_hash(run_config),
-             "cells": results}
-  runs.write_results(workdir, summary)
-  note(reports.write_report(workdir))
-  return summary
+  return run_sweep("sparse_sweep", config, workdir, sparse_cells(config), run_cell,
+                   reports.write_report)

@@ -124,15 +124,23 @@ def run_cells(mode: str, workdir: str, cells: list[tuple[str, ml_collections.Con
   return results
 
 
+def run_sweep(mode: str, config: ml_collections.ConfigDict, workdir: str,
+              cells: list[tuple[str, ml_collections.ConfigDict]],
+              run_cell_fn: Callable[[ml_collections.ConfigDict, str], dict],
+              report: Callable[[str], str]) -> dict:
+  """A sweep job: claims `workdir` for `config`, runs (or skips) every cell, writes the
+  sweep's results.json listing them, and prints `report(workdir)`."""
+  run_config = canonical_config(config)
+  runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
+  results = run_cells(mode, workdir, cells, run_cell_fn, ("method", "final_test_accuracy"))
+  summary = {"mode": mode, "config_hash": runs.config_hash(run_config), "cells": results}
+  runs.write_results(workdir, summary)
+  note(report(workdir))
+  return summary
+
+
 @job("prune_sweep")
 def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) every cell, then writes results.json and the report."""
-  cells = cell_configs(config)
-  run_config = canonical_config(config)
-  runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
-  results = run_cells("prune_sweep", workdir, cells, run_cell,
-                      ("method", "final_test_accuracy"))
-  summary = {"mode": "prune_sweep", "config_hash": runs.config_hash(run_config), "cells": results}
-  runs.write_results(workdir, summary)
-  note(reports.write_prune_report(workdir))
-  return summary
+  return run_sweep("prune_sweep", config, workdir, cell_configs(config), run_cell,
+                   reports.write_prune_report)

@@ -41,3 +41,12 @@ def load_results(workdir: str, mode: str) -> list[dict]:
       if result.get("mode") == mode:
         found.append({**result, "path": root})
   return found
+
+
+def with_seed(result: dict) -> dict:
+  """`result` with the run's seed, read from the config.json beside it (0 if none)."""
+  if "seed" in result:
+    return result
+  config_path = os.path.join(result["path"], runs.CONFIG_FILE)
+  seed = runs.read_json(config_path).get("seed", 0) if os.path.exists(config_path) else 0
+  return {**result, "seed": seed}

@@ -8,19 +8,14 @@ import os
 
 import numpy as np
 
-from lotto.reports.common import load_results, pyplot, save_figure
+from lotto.reports.common import load_results, pyplot, save_figure, with_seed
 from lotto.runtime import runs
 from lotto.runtime.devices import is_main_process
 
 
 def load_prune_results(workdir: str) -> list[dict]:
   """Every prune-mode results.json under `workdir`, with the run's seed."""
-  found = []
-  for result in load_results(workdir, "prune"):
-    config_path = os.path.join(result["path"], runs.CONFIG_FILE)
-    seed = runs.read_json(config_path).get("seed", 0) if os.path.exists(config_path) else 0
-    found.append({**result, "seed": seed})
-  return found
+  return [with_seed(result) for result in load_results(workdir, "prune")]
 
 
 def _series(r: dict) -> tuple[str, str, int]:

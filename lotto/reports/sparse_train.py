@@ -15,8 +15,8 @@ import os
 import numpy as np
 
 from lotto.core.errors import ConfigError
-from lotto.reports.common import load_results, pyplot, save_figure
-from lotto.runtime import runs as run_files
+from lotto.reports.common import load_results, pyplot, save_figure, with_seed
+from lotto.runtime import runs
 from lotto.runtime.devices import is_main_process
 
 METHOD_ORDER = ("static", "gmp", "dsd", "set", "rigl")
@@ -28,15 +28,7 @@ Series = tuple[str, str, str]  # (method, topology, control)
 
 def load_sparse_train_results(workdir: str) -> list[dict]:
   """Every sparse_train results.json under `workdir`, with the run's seed (config.json)."""
-  return [_with_seed(result) for result in load_results(workdir, "sparse_train")]
-
-
-def _with_seed(result: dict) -> dict:
-  if "seed" in result:
-    return result
-  config_path = os.path.join(result["path"], run_files.CONFIG_FILE)
-  seed = run_files.read_json(config_path).get("seed", 0) if os.path.exists(config_path) else 0
-  return {**result, "seed": seed}
+  return [with_seed(result) for result in load_results(workdir, "sparse_train")]
 
 
 def _series(r: dict) -> Series:
@@ -246,7 +238,7 @@ def plot_schedules(results: list[dict], path: str) -> None:
 
 # --- the report -------------------------------------------------------------------------------
 
-def write_sparse_train_report(workdir: str, runs: list[dict] | None = None) -> str:
+def write_sparse_train_report(workdir: str, results: list[dict] | None = None) -> str:
   """The sparse-training tables (sparse_train_report.txt) and plots at `workdir`.
 
   One run: the mask-update table and sparse_train.png. Several: the accuracy and
@@ -254,7 +246,7 @@ def write_sparse_train_report(workdir: str, runs: list[dict] | None = None) -> s
 
   Args:
     workdir: where the report goes.
-    runs: the sparse_train results to report (default: every one under `workdir`);
+    results: the sparse_train results to report (default: every one under `workdir`);
       a run without a "seed" gets the one in its config.json.
 
   Returns:
@@ -263,8 +255,8 @@ def write_sparse_train_report(workdir: str, runs: list[dict] | None = None) -> s
   Raises:
     ConfigError: no sparse_train results.
   """
-  results = (load_sparse_train_results(workdir) if runs is None
-             else [_with_seed(r) for r in runs])
+  results = (load_sparse_train_results(workdir) if results is None
+             else [with_seed(r) for r in results])
   if not results:
     raise ConfigError(f"no sparse_train results (results.json with mode 'sparse_train') "
                       f"under {workdir}")
@@ -272,7 +264,7 @@ def write_sparse_train_report(workdir: str, runs: list[dict] | None = None) -> s
     text = mask_update_table(results[0])
   else:
     text = f"{accuracy_table(results)}\n\n{density_table(results)}"
-  run_files.write_text(os.path.join(workdir, REPORT_FILE), text + "\n")
+  runs.write_text(os.path.join(workdir, REPORT_FILE), text + "\n")
   if not is_main_process():
     return text
   if len(results) == 1:

@@ -42,11 +42,10 @@ def make_train_block(step_fn: StepFn, loop: str = "scan",
   def gather_step(fn, state, x_train, y_train, batch_index):
     return fn(state, x_train[batch_index], y_train[batch_index])
 
-  first_fn = step_fn if first_step_fn is None else first_step_fn
   if loop == "step":
     jitted = jax.jit(functools.partial(gather_step, step_fn), donate_argnums=0)
     jitted_first = jitted if first_step_fn is None else jax.jit(
-        functools.partial(gather_step, first_fn), donate_argnums=0)
+        functools.partial(gather_step, first_step_fn), donate_argnums=0)
 
     def stepwise(state, x_train, y_train, indices):
       history = []
@@ -66,7 +65,7 @@ def make_train_block(step_fn: StepFn, loop: str = "scan",
     return jax.jit(scan, donate_argnums=0)
 
   def block(state, x_train, y_train, indices):
-    state, first = gather_step(first_fn, state, x_train, y_train, indices[0])
+    state, first = gather_step(first_step_fn, state, x_train, y_train, indices[0])
     if indices.shape[0] == 1:
       return state, jax.tree.map(lambda v: v[None], first)
     state, rest = scan(state, x_train, y_train, indices[1:])
