@@ -85,3 +85,11 @@ def test_help_names_every_mode_config_and_the_report_command():
   for config in sorted((REPO / "configs").glob("*.py")):
     assert f"\n  {config.name} " in result.stdout, config.name
   assert "lotto report --workdir=DIR" in result.stdout and "--config.seed=1" in result.stdout
+
+
+def test_help_whose_reader_stops_early_is_not_an_error():
+  result = subprocess.run(f"set -o pipefail; {sys.executable} -m lotto.main --help | true",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+  assert result.returncode == 0  # `true` closes the pipe before lotto writes
+  assert result.stderr == ""  # no BrokenPipeError traceback

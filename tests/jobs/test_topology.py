@@ -6,7 +6,9 @@ import pytest
 import lotto
 from lotto.core.errors import ConfigError
 from lotto.jobs.experiment import create_experiment
+from lotto.jobs.topology import topology_masks
 from lotto.runtime.checkpoints import Checkpointer
+from lotto.topologies import radixnet
 
 
 def _radixnet(config, control="none"):
@@ -67,3 +69,32 @@ def test_radixnet_fitted_to_the_model_when_no_radices_are_given(tiny_config, tmp
   tiny_config.model.widths = (7, 7)
   with pytest.raises(ConfigError, match=r"cannot fit a RadiX-Net to widths \[40, 7, 7\]"):
     lotto.run_train(tiny_config, str(tmp_path / "bad"))
+
+
+def _start_masks(config):
+  exp = create_experiment(config)
+  return jax.tree.map(np.asarray, topology_masks(config, exp.params_shape, exp.prunable, 0))
+
+
+def test_expander_degrees_per_layer(tiny_config):
+  tiny_config.topology.name, tiny_config.topology.degrees = "expander", (4, 8)
+  masks = _start_masks(tiny_config)
+  assert (masks["hidden_0"]["kernel"].sum(axis=0) == 4).all()  # every unit: exactly 4 inputs
+  assert (masks["hidden_1"]["kernel"].sum(axis=0) == 8).all()
+  tiny_config.topology.degrees = (4, 80)
+  with pytest.raises(ConfigError, match=r"expander degree of layer 1 must lie in 1..32"):
+    _start_masks(tiny_config)
+
+
+def test_explicit_radices_crop_the_first_input_rows_like_the_fitted_rule(tiny_config):
+  tiny_config.model.widths = (100, 100)  # 40 inputs: N = 100 rows, the first 60 dropped
+  tiny_config.topology.name, tiny_config.topology.radices = "radixnet", ((10, 10),)
+  tiny_config.topology.blocks = (1, 1, 1)
+  masks = _start_masks(tiny_config)
+  full = radixnet([[10, 10]], [1, 1, 1])
+  np.testing.assert_array_equal(masks["hidden_0"]["kernel"], full[0][60:])
+  np.testing.assert_array_equal(masks["hidden_1"]["kernel"], full[1])
+  tiny_config.topology.blocks = (2, 1, 1)  # 200 rows: 160 extra, more than N, is not cropped
+  with pytest.raises(ConfigError, match="layer hidden_0/kernel is 200x100 but the model's is "
+                                        "40x100"):
+    _start_masks(tiny_config)
