@@ -13,6 +13,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.mode = "train"            # train | prune | prune_sweep | imp | stability | sparse_train | sparse_sweep
   config.seed = 0
+  config.seeds = ()                # a population: (0, 1, 2, 3) runs these seeds in one program
   config.data_parallel = "auto"    # auto (all devices if > 1) | on | off
 
   config.data = ml_collections.ConfigDict()
@@ -140,6 +141,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 # Fields added after runs were made, with the value that reproduces what those runs
 # did: a workdir whose config.json lacks one resumes as if it held that value.
 LEGACY_FIELDS = {
+    (None, "seeds"): [],                   # (None, key): a top-level field
     ("prune", "grasp_params"): "all",      # GraSP differentiated every param before
     ("prune", "count_rule"): "round",
     ("prune", "synflow_abs_batch_stats"): False,

@@ -82,6 +82,7 @@ class Experiment:
       elsewhere) and a line per run, 2 a line per evaluation.
     tensorboard: write TensorBoard event files in every run's directory.
     on_nan: "stop" (raise `Diverged` on a non-finite loss) or "continue".
+    seeds: a population's seeds (`jobs.population`); () for a single run.
   """
   run_config: dict
   seed: int
@@ -103,6 +104,7 @@ class Experiment:
   verbose: int
   tensorboard: bool
   on_nan: str
+  seeds: tuple[int, ...] = ()
 
   def duration(self, text: str, what: str) -> int:
     """Parses a duration of this experiment ("500it", "2ep") into steps."""
@@ -129,6 +131,7 @@ def positive_int(value, what: str) -> int:
 
 
 ON_NAN = ("stop", "continue")
+POPULATION_MODES = ("train", "prune", "imp")
 SEED_LIMIT = 2**32  # PRNGKey(seed) keeps 32 bits: larger seeds would alias smaller ones
 
 
@@ -141,6 +144,32 @@ def check_seed(value, what: str) -> int:
   if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
     raise ConfigError(f"{what} must be an integer in [0, 2**32); got {value!r}")
   return value
+
+
+def population_seeds(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The validated `config.seeds` (empty: a single run of `config.seed`).
+
+  Raises:
+    ConfigError: not a tuple of integers in [0, 2**32), a seed listed twice,
+      or a mode that does not run populations.
+  """
+  seeds = config.seeds
+  if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (tuple, list)):
+    raise ConfigError(f"seeds must be a tuple of distinct integers, e.g. (0, 1, 2, 3), or () "
+                      f"for a single run of `seed`; got {seeds!r}")
+  if not seeds:
+    return ()
+  for seed in seeds:
+    check_seed(seed, "each of seeds")
+  repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+  if repeated:
+    raise ConfigError(f"seeds lists {', '.join(map(str, repeated))} more than once: "
+                      f"{tuple(seeds)!r}; each replica needs its own seed")
+  if config.mode not in POPULATION_MODES:
+    hint = " (a sweep has its own sweep.seeds)" if "sweep" in config.mode else ""
+    raise ConfigError(f"seeds (a population) works with mode {', '.join(POPULATION_MODES)}; "
+                      f"got mode {config.mode!r}{hint}: set seeds=() ")
+  return tuple(int(s) for s in seeds)
 
 
 def _widths(value) -> tuple[int, ...]:
@@ -167,6 +196,7 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   batch_size = positive_int(config.data.batch_size, "data.batch_size")
   eval_batch_size = positive_int(config.data.eval_batch_size, "data.eval_batch_size")
   check_seed(config.seed, "seed")
+  seeds = population_seeds(config)
   model_options = {"widths": _widths(config.model.widths)} if config.model.name == "mlp" else {}
   # Validate the model name and init before loading any data.
   create_model(config.model.name, 1, config.model.init, **model_options)
@@ -224,4 +254,4 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
       save_steps=frozenset(save_steps | {total}), prunable=prunable,
       mesh=devices.create_mesh(config.data_parallel, batch_size), loop=config.train.loop,
       params_shape=params_shape, verbose=_verbosity(config.train.verbose),
-      tensorboard=bool(config.train.tensorboard), on_nan=config.train.on_nan)
+      tensorboard=bool(config.train.tensorboard), on_nan=config.train.on_nan, seeds=seeds)

@@ -18,7 +18,7 @@ import ml_collections
 from lotto import reports
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
-from lotto.jobs.experiment import check_seed, create_experiment, job
+from lotto.jobs.experiment import check_seed, create_experiment, job, population_seeds
 from lotto.jobs.sparse_settings import SPARSE_METHODS, sparse_settings
 from lotto.jobs.sparse_train import run_sparse_train
 from lotto.jobs.sweep import run_sweep
@@ -32,6 +32,7 @@ def sparse_cells(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
       bad density or seed, two cells sharing a directory, or any cell whose
       `sparse` settings are invalid.
   """
+  population_seeds(config)  # refuses `seeds`: a sweep has sweep.seeds
   sweep = config.sweep
   for field in ("methods", "densities", "seeds"):
     if isinstance(sweep[field], str) or not isinstance(sweep[field], (tuple, list)) \

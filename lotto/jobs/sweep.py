@@ -25,7 +25,8 @@ from lotto.core.durations import parse_duration
 from lotto.core.errors import ConfigError
 from lotto.core.scores import SCORES
 from lotto.jobs.defaults import LEGACY_FIELDS
-from lotto.jobs.experiment import canonical_config, check_seed, create_experiment, job
+from lotto.jobs.experiment import (canonical_config, check_seed, create_experiment, job,
+                                   population_seeds)
 from lotto.jobs.prune import run_prune
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -40,6 +41,7 @@ def cell_name(method: str, density: float, ablation: str, seed: int, at_step: st
 
 def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
   """(name, prune config) of every cell; validates the sweep lists first."""
+  population_seeds(config)  # refuses `seeds`: a sweep has sweep.seeds
   sweep = config.sweep
   for field in ("methods", "densities", "ablations", "at_steps", "seeds"):
     if isinstance(sweep[field], str) or not isinstance(sweep[field], (tuple, list)):

@@ -45,8 +45,10 @@ class Checkpointer:
     steps = self.steps()
     return steps[-1] if steps else None
 
-  def save(self, step: int, state: PyTree, payload: dict[str, Any] | None = None) -> None:
-    """Saves `state` and a JSON `payload` at `step`; prunes stale resume points.
+  def save(self, step: int, state: PyTree, payload: dict[str, Any] | None = None,
+           drop_stale: bool = True) -> None:
+    """Saves `state` and a JSON `payload` at `step`; prunes stale resume points
+    (unless `drop_stale` is False: a population drops them once every replica saved).
 
     Raises:
       StorageError: the write failed (disk full, read-only); the half-written
@@ -65,9 +67,18 @@ class Checkpointer:
                          f"{' '.join(str(error).split())[:200]} ({free_space(self.directory)}); "
                          "free space and re-run the same command to resume from step "
                          f"{self.latest_step()}") from None
+    if drop_stale:
+      self.drop_stale(step)
+
+  def drop_stale(self, step: int) -> None:
+    """Deletes the resume points before `step` (kept steps stay)."""
     for old in self._manager.all_steps():
       if old < step and old not in self.keep:
         self._manager.delete(old)
+
+  def delete(self, step: int) -> None:
+    """Deletes the checkpoint at `step` (a damaged one)."""
+    self._manager.delete(step)
 
   def restore(self, step: int, target: PyTree) -> tuple[PyTree, dict[str, Any]]:
     """Restores (state, payload) at `step` into the structure of `target`.

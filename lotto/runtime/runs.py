@@ -137,6 +137,9 @@ def _with_legacy(saved: dict, legacy: dict | None) -> dict:
   """`saved` with fields that did not exist when it was written set to their old meaning."""
   saved = json.loads(json.dumps(saved))
   for (section, key), value in (legacy or {}).items():
+    if section is None:  # a top-level field
+      saved.setdefault(key, value)
+      continue
     fields = saved.setdefault(section, {})  # a whole section may be newer than the file
     if isinstance(fields, dict) and key not in fields:
       fields[key] = value

@@ -14,10 +14,13 @@ from lotto.data.inputs import InputSpec
 from lotto.train.step import cross_entropy, model_variables
 
 
-def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec):
-  """Jitted evaluation over padded batches: returns summed loss and correct count."""
+def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec, population: bool = False):
+  """Jitted evaluation over padded batches: returns summed loss and correct count.
 
-  @jax.jit
+  With `population`, params, masks and batch_stats carry a leading axis of K
+  replicas (`vmap`ped) and the sums are [K] arrays.
+  """
+
   def evaluate(params, masks, batch_stats, x_batches, y_batches, weights):
     variables = model_variables(masks_lib.apply(params, masks), batch_stats)
 
@@ -31,7 +34,9 @@ def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec):
     (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, weights))
     return loss, correct
 
-  return evaluate
+  if population:
+    return jax.jit(jax.vmap(evaluate, in_axes=(0, 0, 0, None, None, None)))
+  return jax.jit(evaluate)
 
 
 @dataclasses.dataclass

@@ -75,28 +75,21 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer |
     checkpointer.save(step, state, payload())
   boundaries = sorted(keep | {end_step})
   while step < end_step:
-    due = [hook.next_step(step) for hook in hooks]
-    candidates = [(step // n + 1) * n for n in (exp.eval_every, exp.checkpoint_every)]
-    candidates += [b for b in boundaries if b > step] + [d for d in due if d is not None]
-    target = min(min(candidates), end_step)
+    target, due = next_block_end(exp, step, end_step, boundaries, hooks)
     state, metrics = trainer.run_block(state, target - step, data_seed)
     step = target
     if exp.on_nan == "stop" and not math.isfinite(metrics["loss"]):
       # Before this step's checkpoint: every checkpoint on disk is finite.
       directory = os.path.dirname(checkpointer.directory) if checkpointer else "(no directory)"
       raise Diverged(step, directory, checkpointer.latest_step() if checkpointer else None)
-    for hook, hook_step in zip(hooks, due):
-      if hook_step == step:
-        replaced = hook(step, state)
-        if replaced is not None:
-          state = trainer.place(replaced)
+    state = run_due_hooks(trainer, hooks, due, step, state)
     if step % exp.eval_every == 0 or step == end_step:
       record = {"train_loss": metrics["loss"], "train_accuracy": metrics["accuracy"]}
       for split in ("val", "test"):
         record.update({f"{split}_{k}": v for k, v in trainer.evaluate(state, split).items()})
       recorder.write_scalars(step, record)
       if writer is not None:
-        writer.write_scalars(step, {**record, **_mask_and_lr_scalars(exp, state)})
+        writer.write_scalars(step, {**record, **mask_and_lr_scalars(exp, state)})
     if checkpointer is not None and (step % exp.checkpoint_every == 0 or step in boundaries):
       checkpointer.save(step, state, payload())
   if writer is not None:
@@ -104,7 +97,28 @@ def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer |
   return state, recorder.history
 
 
-def _mask_and_lr_scalars(exp, state: TrainState) -> dict[str, float]:
+def next_block_end(exp, step: int, end_step: int, boundaries: Sequence[int],
+                   hooks: Sequence[Hook]) -> tuple[int, list[int | None]]:
+  """Where the block starting at `step` ends: the next evaluation, checkpoint, kept step
+  (`boundaries`) or hook step, at most `end_step`; and each hook's next step."""
+  due = [hook.next_step(step) for hook in hooks]
+  candidates = [(step // n + 1) * n for n in (exp.eval_every, exp.checkpoint_every)]
+  candidates += [b for b in boundaries if b > step] + [d for d in due if d is not None]
+  return min(min(candidates), end_step), due
+
+
+def run_due_hooks(trainer: Trainer, hooks: Sequence[Hook], due: Sequence[int | None], step: int,
+                  state: TrainState) -> TrainState:
+  """Runs the hooks due at `step` in order; each may replace the state."""
+  for hook, hook_step in zip(hooks, due):
+    if hook_step == step:
+      replaced = hook(step, state)
+      if replaced is not None:
+        state = trainer.place(replaced)
+  return state
+
+
+def mask_and_lr_scalars(exp, state: TrainState) -> dict[str, float]:
   """What the writer gets beyond the history: the LR, global and per-layer density, and for
   masks that change during training the number of updates so far and the fraction of
   positions the latest one flipped."""
@@ -117,8 +131,11 @@ def _mask_and_lr_scalars(exp, state: TrainState) -> dict[str, float]:
 
 def summarize(trainer: Trainer, state: TrainState, history: list[dict]) -> dict:
   """Final and early-stopping metrics, density and per-layer density."""
-  exp = trainer.experiment
-  test = trainer.evaluate(state, "test")
+  return summary_of(trainer.experiment, state, history, trainer.evaluate(state, "test"))
+
+
+def summary_of(exp, state: TrainState, history: list[dict], test: dict[str, float]) -> dict:
+  """`summarize` given the final test metrics `test` of `state`."""
   return {
       "final_test_accuracy": test["accuracy"],
       "final_test_loss": test["loss"],

@@ -57,6 +57,7 @@ class Trainer:
     loop: the resolved train loop ("scan" or "step").
     splits: the "val" and "test" evaluation sets on the device.
   """
+  population = False  # `lotto.train.population.PopulationTrainer`: a leading replica axis
 
   def __init__(self, experiment: TrainSetup, mask_update: MaskUpdate | None = None):
     self.experiment = exp = experiment
@@ -67,8 +68,9 @@ class Trainer:
     # Blocks start at every mask-update step; only a block's first step carries the update.
     self._update_steps = tuple(mask_update.due_steps) if mask_update is not None else ()
     self.loop = devices.choose_train_loop(exp.loop, exp.params_shape)
-    self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn)
-    self._evaluate = make_eval_fn(exp.model.apply, inputs)
+    self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn,
+                                   population=self.population)
+    self._evaluate = make_eval_fn(exp.model.apply, inputs, population=self.population)
     self.splits = {
         "val": EvalSet.create(exp.dataset.x_val, exp.dataset.y_val, exp.eval_batch_size),
         "test": EvalSet.create(exp.dataset.x_test, exp.dataset.y_test, exp.eval_batch_size)}
@@ -96,18 +98,31 @@ class Trainer:
     """
     exp = self.experiment
     seed = exp.seed if data_seed is None else data_seed
-    start = int(state.step)
+    start = self.current_step(state)
     cuts = [start] + [s for s in self._update_steps if start < s < start + num_steps]
     cuts.append(start + num_steps)
     collected = []
     for begin, end in zip(cuts[:-1], cuts[1:]):  # a mask update only at a block's first step
-      indices = batch_indices(seed, len(exp.dataset.x_train), exp.batch_size, begin, end - begin)
-      indices = devices.shard_rows(jnp.asarray(indices), exp.mesh)
+      indices = devices.shard_rows(jnp.asarray(self.block_indices(seed, begin, end - begin)),
+                                   exp.mesh)
       state, metrics = self._block(state, self._x_train, self._y_train, indices)
       collected.append(metrics)
     metrics = {k: np.concatenate([np.asarray(m[k]) for m in jax.device_get(collected)])
                for k in collected[0]}
-    return state, {k: float(np.mean(v)) for k, v in metrics.items()}
+    return state, {k: self.mean_over_steps(v) for k, v in metrics.items()}
+
+  def mean_over_steps(self, values: np.ndarray):
+    """A block's metric ([num_steps]) averaged over its steps: a float."""
+    return float(np.mean(values))
+
+  def current_step(self, state: TrainState) -> int:
+    """The global step `state` sits at."""
+    return int(state.step)
+
+  def block_indices(self, seed: int, start: int, num_steps: int) -> np.ndarray:
+    """The example indices of steps [start, start + num_steps): [num_steps, batch]."""
+    exp = self.experiment
+    return batch_indices(seed, len(exp.dataset.x_train), exp.batch_size, start, num_steps)
 
   def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
     """Mean loss and accuracy on "val" or "test" (BN in eval mode); {} if the split is empty."""
