@@ -29,11 +29,13 @@ from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, ScoringConte
 from lotto.core.types import Masks
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job, positive_int
+from lotto.jobs.population import create_population, write_population_results
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
 from lotto.train.loop import train_run
-from lotto.train.state import create_train_state, rewind
+from lotto.train.population import PopulationTrainer, population_train_run, replica
+from lotto.train.state import TrainState, create_train_state, rewind
 from lotto.train.trainer import Trainer
 
 MASK_FILE = masks_lib.MASK_FILE
@@ -167,11 +169,27 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str,
   exp = create_experiment(config)
   settings = prune_settings_from_config(config, exp)
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
+  if exp.seeds:
+    return _run_population(config, exp, settings, workdir, hooks, summary_line)
   trainer = Trainer(exp)
   state_k = exp.init_state()
   if settings.at_step > 0:
     state_k, _ = train_run(trainer, os.path.join(workdir, "dense_to_k"), state_k,
                            end_step=settings.at_step, label="dense")
+  masks, report = pruned_masks(exp, settings, workdir, state_k)
+  _, summary = train_run(trainer, os.path.join(workdir, "train"),
+                         sparse_start(exp, settings, state_k, masks), label=settings.method,
+                         hooks=hooks)
+  results = _results(exp, settings, masks, report, summary)
+  runs.write_results(workdir, results)
+  _summary_line(exp, settings, results, summary_line)
+  return results
+
+
+def pruned_masks(exp: Experiment, settings: PruneSettings, workdir: str,
+                 state_k: TrainState) -> tuple[Masks, list[dict]]:
+  """The run's mask (read back from `workdir/masks.npz`, or computed from `state_k` and
+  written there) and its per-layer report (also written)."""
   mask_path = os.path.join(workdir, MASK_FILE)
   masks = runs.read_masks_intact(mask_path, state_k.masks)
   if masks is None:
@@ -180,24 +198,63 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str,
   report, text = runs.write_layer_report(workdir, masks, exp.prunable)
   if exp.verbose >= 2:
     note(f"{settings.method} -> density {masks_lib.density(masks, exp.prunable):.4%}\n{text}")
+  return masks, report
+
+
+def sparse_start(exp: Experiment, settings: PruneSettings, state_k: TrainState,
+                 masks: Masks) -> TrainState:
+  """Where the sparse run starts: theta_k * mask (rewound), or a fresh init for "reinit"."""
   if settings.ablation == "reinit":
     params, stats = exp.init_params(purpose_key(exp.seed, "reinit"))
-    initial = create_train_state(params, stats, masks, exp.tx, state_k.rng, step=settings.at_step)
-  else:
-    initial = rewind(state_k, masks, exp.tx)
-  _, summary = train_run(trainer, os.path.join(workdir, "train"), initial, label=settings.method,
-                         hooks=hooks)
+    return create_train_state(params, stats, masks, exp.tx, state_k.rng, step=settings.at_step)
+  return rewind(state_k, masks, exp.tx)
+
+
+def _results(exp: Experiment, settings: PruneSettings, masks: Masks, report: list[dict],
+             summary: dict) -> dict:
   collapsed = [r["name"] for r in report if r["collapsed"]]
-  results = {
+  return {
       "mode": "prune", "config_hash": runs.config_hash(exp.run_config), "method": settings.method,
       "ablation": settings.ablation, "scope": settings.scope, "iterations": settings.iterations,
       "at_step": settings.at_step, "target_density": settings.density,
       "achieved_density": masks_lib.density(masks, exp.prunable),
       "effective_density": connectivity.effective_density(masks, exp.prunable),
       "collapsed_layers": collapsed, **summary}
-  runs.write_results(workdir, results)
+
+
+def _summary_line(exp: Experiment, settings: PruneSettings, results: dict,
+                  summary_line: bool) -> None:
   if exp.verbose >= (1 if summary_line else 2):
+    collapsed = results["collapsed_layers"]
     note(f"{settings.method} ({settings.ablation}) at density {results['achieved_density']:.4%}: "
          f"final test accuracy {results['final_test_accuracy']:.2%}"
          f"{'; COLLAPSED: ' + ', '.join(collapsed) if collapsed else ''}")
-  return results
+
+
+def _run_population(config: ml_collections.ConfigDict, exp: Experiment, settings: PruneSettings,
+                    workdir: str, hooks: Sequence[Hook], summary_line: bool) -> dict:
+  """`config.seeds`: each seed scores and prunes its own init (or theta_k), and the sparse
+  runs (and dense runs to k) train in one program; replica s writes `workdir/seed_<s>`."""
+  population = create_population(exp, workdir, LEGACY_FIELDS)
+  trainer = PopulationTrainer(population.experiment, population.seeds)
+  states_k = population.init_states()
+  if settings.at_step > 0:
+    stacked, _ = population_train_run(trainer, population.subdirectories("dense_to_k"),
+                                      states_k, end_step=settings.at_step, label="dense")
+    states_k = [replica(stacked, i) for i in range(len(states_k))]
+  starts, results = [], []
+  for replica_exp, directory, state_k in zip(population.replicas, population.directories,
+                                             states_k):
+    masks, report = pruned_masks(replica_exp, settings, directory, state_k)
+    starts.append(sparse_start(replica_exp, settings, state_k, masks))
+    results.append((masks, report))
+  _, summaries = population_train_run(trainer, population.subdirectories("train"), starts,
+                                      label=settings.method, hooks=hooks)
+  results = [_results(replica_exp, settings, masks, report, summary)
+             for replica_exp, (masks, report), summary
+             in zip(population.replicas, results, summaries)]
+  for replica_exp, directory, result in zip(population.replicas, population.directories,
+                                            results):
+    runs.write_results(directory, result)
+    _summary_line(replica_exp, settings, result, summary_line=False)
+  return write_population_results(workdir, exp, config, population, results)
