@@ -207,13 +207,13 @@ def _without_history(record: dict) -> dict:
   return {k: v for k, v in record.items() if k != "history"}
 
 
-class _Run:
+class ImpRun:
   """One IMP run's state while it executes (lazy access to kept checkpoints)."""
 
   def __init__(self, exp: Experiment, settings: ImpSettings, workdir: str,
-               hooks: Sequence[Hook]):
+               hooks: Sequence[Hook], trainer: Trainer | None = None):
     self.exp, self.settings, self.workdir = exp, settings, workdir
-    self.trainer = Trainer(exp)
+    self.trainer = Trainer(exp) if trainer is None else trainer
     self.hooks = hooks
     self.theta_0 = exp.init_state()
     self._theta_k: TrainState | None = None
@@ -248,16 +248,37 @@ def _print(exp: Experiment, text: str, verbosity: int = 1) -> None:
     note(text)
 
 
-def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
+def run_level(run: ImpRun, level: int) -> tuple[dict, Masks]:
   """Runs (or resumes, or reads back) one level; returns (its record, its mask)."""
-  exp, settings = run.exp, run.settings
-  directory = level_dir(run.workdir, level)
-  results_path = os.path.join(directory, runs.RESULTS_FILE)
-  mask_path = os.path.join(directory, masks_lib.MASK_FILE)
-  record = runs.read_intact(results_path, ("level", "final_test_accuracy"))
-  masks = runs.read_masks_intact(mask_path, run.theta_0.masks)
-  if record is not None and masks is not None:
+  record, masks = finished_level(run, level)
+  if record is not None:
     return record, masks
+  masks, report = level_masks(run, level, masks)
+  initial, keep = level_start(run, level, masks)
+  state, summary = run.train(level_dir(run.workdir, level), initial, _label(run, level),
+                             keep=keep)
+  return finish_level(run, level, state, summary, masks, report), masks
+
+
+def _label(run: ImpRun, level: int) -> str:
+  return f"level {level}/{run.settings.levels}"
+
+
+def finished_level(run: ImpRun, level: int) -> tuple[dict | None, Masks | None]:
+  """(record, mask) of a level already done; (None, its mask or None) otherwise."""
+  directory = level_dir(run.workdir, level)
+  record = runs.read_intact(os.path.join(directory, runs.RESULTS_FILE),
+                            ("level", "final_test_accuracy"))
+  masks = runs.read_masks_intact(os.path.join(directory, masks_lib.MASK_FILE),
+                                 run.theta_0.masks)
+  return (record if masks is not None else None), masks
+
+
+def level_masks(run: ImpRun, level: int, masks: Masks | None) -> tuple[Masks, list[dict]]:
+  """The level's mask (`masks` if read back; else dense at level 0 or the previous level's
+  final weights pruned, written once) and its per-layer report (written)."""
+  settings = run.settings
+  directory = level_dir(run.workdir, level)
   if is_main_process():
     os.makedirs(directory, exist_ok=True)
   if masks is None:
@@ -268,25 +289,36 @@ def run_level(run: _Run, level: int) -> tuple[dict, Masks]:
       masks = prune_level(previous.params, previous.masks, settings.prunable,
                           settings.target(level), settings.scope, settings.open_lth_fraction(),
                           settings.structure)
-    runs.write_masks(mask_path, masks)
+    runs.write_masks(os.path.join(directory, masks_lib.MASK_FILE), masks)
   report, _ = runs.write_layer_report(directory, masks, settings.prunable)
-  label = f"level {level}/{settings.levels}"
+  return masks, report
+
+
+def level_start(run: ImpRun, level: int, masks: Masks) -> tuple[TrainState, tuple[int, ...]]:
+  """(where the level's training starts, the steps it keeps): theta_0 keeping the rewind
+  point at level 0, theta_k * mask after."""
+  settings = run.settings
   if level == 0:
-    keep = (settings.rewind_step,) if settings.rewind_step > 0 else ()
-    state, summary = run.train(directory, run.theta_0, label, keep=keep)
-  else:
-    _print(exp, f"{label} | density {masks_lib.density(masks, settings.prunable):.2%} | "
-                f"rewinding to step {settings.rewind_step}", verbosity=2)
-    state, summary = run.train(directory, rewind(run.theta_k(), masks, exp.tx), label)
+    return run.theta_0, ((settings.rewind_step,) if settings.rewind_step > 0 else ())
+  _print(run.exp, f"{_label(run, level)} | density "
+                  f"{masks_lib.density(masks, settings.prunable):.2%} | rewinding to step "
+                  f"{settings.rewind_step}", verbosity=2)
+  return rewind(run.theta_k(), masks, run.exp.tx), ()
+
+
+def finish_level(run: ImpRun, level: int, state: TrainState, summary: dict, masks: Masks,
+                 report: list[dict]) -> dict:
+  """Remembers the level's final state and writes its record (the level is then done)."""
   run.remember_final(level, state)
-  record = {"mode": "imp_level", **_record(level, summary, masks, settings.prunable, report)}
-  runs.write_json(results_path, record)
-  _print(exp, f"== {label} done | density {record['density']:.2%} | final test accuracy "
-              f"{record['final_test_accuracy']:.2%} | {record['wall_time_s']:.1f} s")
-  return record, masks
+  record = {"mode": "imp_level", **_record(level, summary, masks, run.settings.prunable, report)}
+  runs.write_json(os.path.join(level_dir(run.workdir, level), runs.RESULTS_FILE), record)
+  _print(run.exp, f"== {_label(run, level)} done | density {record['density']:.2%} | final "
+                  f"test accuracy {record['final_test_accuracy']:.2%} | "
+                  f"{record['wall_time_s']:.1f} s")
+  return record
 
 
-def run_branch(run: _Run, name: str, inputs: branches_lib.LevelInputs) -> dict:
+def run_branch(run: ImpRun, name: str, inputs: branches_lib.LevelInputs) -> dict:
   """Runs (or resumes, or reads back) one branch of one level."""
   directory = os.path.join(level_dir(run.workdir, inputs.level), "branches", name)
   results_path = os.path.join(directory, runs.RESULTS_FILE)
@@ -323,11 +355,15 @@ def run_imp(config: ml_collections.ConfigDict, workdir: str,
   exp = create_experiment(config)
   settings = imp_settings_from_config(config, exp)
   exp = dataclasses.replace(exp, prunable=settings.prunable)
+  if exp.seeds and settings.branches:
+    raise ConfigError(f"imp.branches {settings.branches!r} run per seed: set seeds=() and run "
+                      "each seed, or imp.branches=() for a population")
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  run = _Run(exp, settings, workdir, hooks)
-  header = {"mode": "imp", "config_hash": runs.config_hash(exp.run_config), "seed": exp.seed,
-            "rewind_step": settings.rewind_step, "fraction": settings.fraction,
-            "scope": settings.scope, "total_steps": exp.total_steps}
+  if exp.seeds:
+    from lotto.jobs import imp_population  # pylint: disable=import-outside-toplevel
+    return imp_population.run_population(config, exp, settings, workdir, hooks)
+  run = ImpRun(exp, settings, workdir, hooks)
+  header = run_header(run)
   levels: list[dict] = []
   level_masks: list[Masks] = []
   for level in range(settings.levels + 1):
@@ -349,9 +385,22 @@ def run_imp(config: ml_collections.ConfigDict, workdir: str,
         branch_records.append(_without_history(run_branch(run, name, inputs)))
       runs.write_results(workdir, {**header, "complete": False, "levels": levels,
                                    "branches": branch_records})
+  return finish_run(run, header, levels, branch_records)
+
+
+def run_header(run: ImpRun) -> dict:
+  """What every version of a run's results.json starts with."""
+  exp, settings = run.exp, run.settings
+  return {"mode": "imp", "config_hash": runs.config_hash(exp.run_config), "seed": exp.seed,
+          "rewind_step": settings.rewind_step, "fraction": settings.fraction,
+          "scope": settings.scope, "total_steps": exp.total_steps}
+
+
+def finish_run(run: ImpRun, header: dict, levels: list[dict], branch_records: list[dict]) -> dict:
+  """Writes the complete results.json and the IMP report (printed) of one run."""
   results = {**header, "complete": True, "levels": levels, "branches": branch_records}
-  runs.write_results(workdir, results)
-  text = reports.write_imp_report(workdir)
-  if exp.verbose:
+  runs.write_results(run.workdir, results)
+  text = reports.write_imp_report(run.workdir)
+  if run.exp.verbose:
     note(text)
   return results
