@@ -52,6 +52,7 @@ def _snapshot(directory):
     ("--config.data.batch_size=-5", "data.batch_size must be a positive integer"),
     ("--config.train.duration=ten", "cannot parse duration 'ten'"),
     ("--config.seed=7", "holds a run with a different config (seed: saved 0, now 7)"),
+    ("--config.seeds=(0,1,1)", "seeds lists 1 more than once: (0, 1, 1); each replica needs"),
 ])
 def test_bad_input_one_line_exit_2_files_untouched(finished_run, override, message):
   before = _snapshot(finished_run)
