@@ -131,7 +131,7 @@ def positive_int(value, what: str) -> int:
 
 
 ON_NAN = ("stop", "continue")
-POPULATION_MODES = ("train", "prune", "imp")
+POPULATION_MODES = ("train", "prune", "imp", "sparse_train")
 SEED_LIMIT = 2**32  # PRNGKey(seed) keeps 32 bits: larger seeds would alias smaller ones
 
 

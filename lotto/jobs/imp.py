@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Mapping, Sequence
 
 import jax
@@ -33,10 +32,11 @@ from lotto import reports
 from lotto.core import connectivity, selection
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
-from lotto.core.structure import Structure, check_shapes, parse_structure
+from lotto.core.structure import Structure
 from lotto.core.types import Masks, Prunable
 from lotto.jobs import branches as branches_lib
 from lotto.jobs.defaults import LEGACY_FIELDS
+from lotto.jobs.imp_settings import ImpSettings, Target, imp_settings_from_config
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.runtime import runs
 from lotto.runtime.devices import is_main_process, note
@@ -44,135 +44,6 @@ from lotto.train.hooks import Hook
 from lotto.train.loop import load_state, train_run
 from lotto.train.state import TrainState, rewind
 from lotto.train.trainer import Trainer
-
-Target = float | Mapping[str, float]
-
-
-@dataclasses.dataclass(frozen=True)
-class ImpSettings:
-  """The validated `config.imp` section.
-
-  Attributes:
-    levels: pruning levels after the dense level 0.
-    fractions: per prunable layer, the fraction of survivors pruned per level
-      (all equal to `imp.fraction` unless `imp.layer_fractions` says otherwise).
-    fraction: the global per-level fraction.
-    scope: "global" | "layerwise".
-    rewind_step: k, in steps.
-    branches: branch names (validated against `branches.BRANCHES`).
-    branch_levels: the levels branches run on.
-    start_point, mat_from: options of the "start" and
-      "magnitude_after_training" branches.
-    prunable: the layers IMP prunes (`masks.*` minus `imp.exclude`).
-    open_lth_compat: prune with open_lth's counts (ceil(f * survivors) + 1 per
-      level, recursively) instead of round((1 - f)**L * N).
-    structure: N:M groups or whole tiles at every level (`core.structure`).
-  """
-  levels: int
-  fraction: float
-  fractions: dict[str, float]
-  scope: str
-  rewind_step: int
-  branches: tuple[str, ...]
-  branch_levels: tuple[int, ...]
-  start_point: str
-  mat_from: str
-  prunable: Prunable
-  open_lth_compat: bool = False
-  structure: Structure = Structure()
-
-  def open_lth_fraction(self) -> float | dict[str, float] | None:
-    """The per-level fraction for open_lth's counts (None unless `open_lth_compat`)."""
-    if not self.open_lth_compat:
-      return None
-    return self.fraction if self.scope == "global" else dict(self.fractions)
-
-  def target(self, level: int) -> Target:
-    """The density after `level` levels: (1 - f)**L, global or per layer."""
-    if self.scope == "global":
-      return (1.0 - self.fraction) ** level
-    return {name: (1.0 - f) ** level for name, f in self.fractions.items()}
-
-
-def _fraction(value, what: str) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-    raise ConfigError(f"{what} must lie in (0, 1); got {value!r}")
-  return float(value)
-
-
-def _regex(pattern: str, what: str) -> re.Pattern:
-  try:
-    return re.compile(pattern)
-  except re.error as error:
-    raise ConfigError(f"{what}: bad regex {pattern!r} ({error})") from None
-
-
-def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment) -> ImpSettings:
-  """Validates `config.imp` (one-line ConfigErrors naming the field and valid values)."""
-  c = config.imp
-  if isinstance(c.levels, bool) or not isinstance(c.levels, int) or c.levels < 0:
-    raise ConfigError(f"imp.levels must be an integer >= 0; got {c.levels!r}")
-  fraction = _fraction(c.fraction, "imp.fraction")
-  selection.check_options(c.scope)
-  rewind_step = exp.duration(c.rewind, "imp.rewind")
-  if rewind_step >= exp.total_steps:
-    raise ConfigError(f"imp.rewind={c.rewind!r} ({rewind_step} steps) is not before the end of "
-                      f"training (train.duration={config.train.duration!r}, "
-                      f"{exp.total_steps} steps)")
-  exclude = "|".join(f"(?:{p})" for p in (config.masks.exclude, c.exclude) if p)
-  _regex(c.exclude, "imp.exclude")
-  prunable = masks_lib.select_prunable(exp.params_shape, config.masks.include, exclude)
-  names = [n for n, f in zip(masks_lib.leaf_names(prunable), jax.tree.leaves(prunable)) if f]
-  if not names:
-    raise ConfigError("imp.exclude and masks.* leave no layer to prune")
-  fractions = {n: fraction for n in names}
-  if c.layer_fractions:
-    if c.scope != "layerwise":
-      raise ConfigError("imp.layer_fractions needs imp.scope='layerwise' "
-                        f"(got {c.scope!r})")
-    rules = []
-    for rule in c.layer_fractions:
-      if not isinstance(rule, (tuple, list)) or len(rule) != 2:
-        raise ConfigError(f"imp.layer_fractions entries must be (regex, fraction) pairs; "
-                          f"got {rule!r}")
-      rules.append((_regex(rule[0], "imp.layer_fractions"),
-                    _fraction(rule[1], f"imp.layer_fractions fraction for {rule[0]!r}")))
-    for name in names:
-      for pattern, value in rules:
-        if pattern.search(name):
-          fractions[name] = value
-          break
-  for name in c.branches:
-    branches_lib.BRANCHES.get(name)
-  if len(set(c.branches)) != len(c.branches):
-    raise ConfigError(f"imp.branches lists a branch twice: {tuple(c.branches)!r}")
-  levels = tuple(c.branch_levels) or tuple(range(1, c.levels + 1))
-  bad = [l for l in levels if not isinstance(l, int) or not 1 <= l <= c.levels]
-  if bad:
-    raise ConfigError(f"imp.branch_levels entries must lie in 1..{c.levels} (imp.levels); "
-                      f"got {bad[0]!r}")
-  if c.start_point not in branches_lib.START_POINTS:
-    raise ConfigError(f"unknown imp.start_point {c.start_point!r}; valid choices: "
-                      f"{', '.join(branches_lib.START_POINTS)}")
-  if c.mat_from not in branches_lib.MAT_FROM:
-    raise ConfigError(f"unknown imp.mat_from {c.mat_from!r}; valid choices: "
-                      f"{', '.join(branches_lib.MAT_FROM)}")
-  structure = parse_structure(c.structure, "imp.structure")
-  check_shapes(structure, exp.params_shape, prunable, "imp.structure")
-  if structure.kind != "unstructured" and c.open_lth_compat:
-    raise ConfigError("imp.open_lth_compat counts unstructured weights; use it with "
-                      "imp.structure='unstructured'")
-  first = max(1 - f for f in fractions.values())
-  if first > structure.max_density + 1e-12:
-    raise ConfigError(f"imp.structure {structure} keeps at most {structure.max_density:g} of "
-                      f"each layer, but level 1 asks for density {first:g}: use "
-                      f"imp.fraction >= {1 - structure.max_density:g}")
-  return ImpSettings(levels=c.levels, fraction=fraction, fractions=fractions, scope=c.scope,
-                     rewind_step=rewind_step, branches=tuple(c.branches),
-                     branch_levels=tuple(sorted(set(levels))), start_point=c.start_point,
-                     mat_from=c.mat_from, prunable=prunable,
-                     open_lth_compat=bool(c.open_lth_compat), structure=structure)
-
 
 def level_dir(workdir: str, level: int) -> str:
   return os.path.join(workdir, f"level_{level}")
@@ -233,6 +104,9 @@ class ImpRun:
                                         self.theta_0)}
     return self._finals[level]
 
+  def label(self, level: int) -> str:
+    return f"level {level}/{self.settings.levels}"
+
   def remember_final(self, level: int, state: TrainState) -> None:
     """Caches the state a level just ended with (the next level prunes it)."""
     self._finals = {level: state}
@@ -255,13 +129,9 @@ def run_level(run: ImpRun, level: int) -> tuple[dict, Masks]:
     return record, masks
   masks, report = level_masks(run, level, masks)
   initial, keep = level_start(run, level, masks)
-  state, summary = run.train(level_dir(run.workdir, level), initial, _label(run, level),
+  state, summary = run.train(level_dir(run.workdir, level), initial, run.label(level),
                              keep=keep)
   return finish_level(run, level, state, summary, masks, report), masks
-
-
-def _label(run: ImpRun, level: int) -> str:
-  return f"level {level}/{run.settings.levels}"
 
 
 def finished_level(run: ImpRun, level: int) -> tuple[dict | None, Masks | None]:
@@ -275,8 +145,8 @@ def finished_level(run: ImpRun, level: int) -> tuple[dict | None, Masks | None]:
 
 
 def level_masks(run: ImpRun, level: int, masks: Masks | None) -> tuple[Masks, list[dict]]:
-  """The level's mask (`masks` if read back; else dense at level 0 or the previous level's
-  final weights pruned, written once) and its per-layer report (written)."""
+  """The level's mask (read back, or dense at level 0, or the previous final pruned; written
+  once) and its per-layer report (written)."""
   settings = run.settings
   directory = level_dir(run.workdir, level)
   if is_main_process():
@@ -295,12 +165,11 @@ def level_masks(run: ImpRun, level: int, masks: Masks | None) -> tuple[Masks, li
 
 
 def level_start(run: ImpRun, level: int, masks: Masks) -> tuple[TrainState, tuple[int, ...]]:
-  """(where the level's training starts, the steps it keeps): theta_0 keeping the rewind
-  point at level 0, theta_k * mask after."""
+  """(start, kept steps): theta_0 keeping the rewind point at level 0, theta_k * mask after."""
   settings = run.settings
   if level == 0:
     return run.theta_0, ((settings.rewind_step,) if settings.rewind_step > 0 else ())
-  _print(run.exp, f"{_label(run, level)} | density "
+  _print(run.exp, f"{run.label(level)} | density "
                   f"{masks_lib.density(masks, settings.prunable):.2%} | rewinding to step "
                   f"{settings.rewind_step}", verbosity=2)
   return rewind(run.theta_k(), masks, run.exp.tx), ()
@@ -312,7 +181,7 @@ def finish_level(run: ImpRun, level: int, state: TrainState, summary: dict, mask
   run.remember_final(level, state)
   record = {"mode": "imp_level", **_record(level, summary, masks, run.settings.prunable, report)}
   runs.write_json(os.path.join(level_dir(run.workdir, level), runs.RESULTS_FILE), record)
-  _print(run.exp, f"== {_label(run, level)} done | density {record['density']:.2%} | final "
+  _print(run.exp, f"== {run.label(level)} done | density {record['density']:.2%} | final "
                   f"test accuracy {record['final_test_accuracy']:.2%} | "
                   f"{record['wall_time_s']:.1f} s")
   return record
@@ -365,11 +234,11 @@ def run_imp(config: ml_collections.ConfigDict, workdir: str,
   run = ImpRun(exp, settings, workdir, hooks)
   header = run_header(run)
   levels: list[dict] = []
-  level_masks: list[Masks] = []
+  masks_by_level: list[Masks] = []
   for level in range(settings.levels + 1):
     record, masks = run_level(run, level)
     levels.append(_without_history(record))
-    level_masks.append(masks)
+    masks_by_level.append(masks)
     runs.write_results(workdir, {**header, "complete": False, "levels": levels, "branches": []})
 
   branch_records: list[dict] = []
@@ -377,7 +246,8 @@ def run_imp(config: ml_collections.ConfigDict, workdir: str,
     theta_T = run.final(0)
     for level in settings.branch_levels:
       inputs = branches_lib.LevelInputs(
-          exp=exp, level=level, masks=level_masks[level], previous_masks=level_masks[level - 1],
+          exp=exp, level=level, masks=masks_by_level[level],
+          previous_masks=masks_by_level[level - 1],
           previous_final=run.final(level - 1).params, theta_0=run.theta_0,
           theta_k=run.theta_k(), theta_T=theta_T, target=settings.target(level),
           scope=settings.scope, start_point=settings.start_point, mat_from=settings.mat_from)

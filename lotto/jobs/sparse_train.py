@@ -36,12 +36,15 @@ from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job
+from lotto.jobs.population import create_population, write_population_results
 from lotto.jobs.sparse_settings import SparseSettings, sparse_settings
 from lotto.jobs.topology import topology_masks
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
 from lotto.train.loop import load_state, train_run
+from lotto.train.population import PopulationTrainer, population_train_run, replica, stack
+from lotto.train.state import TrainState
 from lotto.train.trainer import Trainer
 
 
@@ -107,14 +110,18 @@ def build_sparse_run(config: ml_collections.ConfigDict):
   """
   exp = create_experiment(config)
   settings = sparse_settings(config, exp)
-  masks = start_masks(config, exp, settings)
   method = mask_update(exp, settings)
   if settings.method == "dsd":  # the mask is dense again after step dense_at's update
     exp = dataclasses.replace(exp, schedule=_scaled_after(
         exp.schedule, settings.dsd_boundaries[1] + 1, settings.final_lr_scale))
-  state = exp.init_state(masks)
-  state = state.replace(mask_state=dynamic.init_mask_state(method, state.params, state.masks))
-  return exp, settings, method, state
+  return exp, settings, method, initial_state(config, exp, settings, method)
+
+
+def initial_state(config: ml_collections.ConfigDict, exp: Experiment, settings: SparseSettings,
+                  method: dynamic.MaskUpdate | None) -> TrainState:
+  """The seed's init under its start mask, with the method's initial mask-update state."""
+  state = exp.init_state(start_masks(config, exp, settings))
+  return state.replace(mask_state=dynamic.init_mask_state(method, state.params, state.masks))
 
 
 @job("sparse_train")
@@ -142,18 +149,15 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
   exp, settings, method, state = build_sparse_run(config)
   keep = set(exp.save_steps) | set(settings.dsd_boundaries if settings.method == "dsd" else ())
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
+  if exp.seeds:
+    return _run_population(config, exp, settings, method, tuple(sorted(keep)), workdir, hooks)
   trainer = Trainer(exp, mask_update=method)
   final, summary = train_run(trainer, workdir, state, keep=tuple(sorted(keep)), hooks=hooks,
                              label=settings.method)
-  target = settings.density if config.topology.name == "none" else masks_lib.density(
-      state.masks, exp.prunable)  # a topology's start mask sets the density
-  results = {"mode": "sparse_train", "config_hash": runs.config_hash(exp.run_config),
-             "method": settings.method, "target_density": target,
-             "topology": config.topology.name, "control": config.topology.control,
-             "mask_updates": dynamic.update_records(final.mask_state, final.masks, exp.prunable),
-             **summary}
+  results = _results(config, exp, settings, state, final, summary)
   if settings.method == "dsd":
-    results["phases"] = _phase_accuracies(trainer, workdir, state, settings, summary)
+    results["phases"] = _phase_accuracies(lambda s: trainer.evaluate(s, "test"), workdir, state,
+                                          settings, summary, exp.prunable)
   runs.write_results(workdir, results)
   if exp.verbose >= (1 if summary_line else 2):
     note(f"{settings.method}: final test accuracy {results['final_test_accuracy']:.2%}, "
@@ -162,15 +166,48 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
   return results
 
 
-def _phase_accuracies(trainer: Trainer, workdir: str, like, settings: SparseSettings,
-                      summary: dict) -> list[dict]:
-  """DSD: the test accuracy and density at the end of the dense, sparse and final phases."""
+def _results(config: ml_collections.ConfigDict, exp: Experiment, settings: SparseSettings,
+             start: TrainState, final: TrainState, summary: dict) -> dict:
+  target = settings.density if config.topology.name == "none" else masks_lib.density(
+      start.masks, exp.prunable)  # a topology's start mask sets the density
+  return {"mode": "sparse_train", "config_hash": runs.config_hash(exp.run_config),
+          "method": settings.method, "target_density": target,
+          "topology": config.topology.name, "control": config.topology.control,
+          "mask_updates": dynamic.update_records(final.mask_state, final.masks, exp.prunable),
+          **summary}
+
+
+def _run_population(config: ml_collections.ConfigDict, exp: Experiment, settings: SparseSettings,
+                    method: dynamic.MaskUpdate | None, keep: tuple[int, ...], workdir: str,
+                    hooks: Sequence[Hook]) -> dict:
+  """`config.seeds`: each seed's start mask and mask updates, trained in one program (the
+  update's `lax.cond` runs batched); replica s writes `workdir/seed_<s>`."""
+  population = create_population(exp, workdir, LEGACY_FIELDS)
+  trainer = PopulationTrainer(population.experiment, population.seeds, mask_update=method)
+  starts = [initial_state(config, r, settings, method) for r in population.replicas]
+  final, summaries = population_train_run(trainer, population.directories, starts, keep=keep,
+                                          hooks=hooks, label=settings.method)
+  results = []
+  for index, (replica_exp, directory, start, summary) in enumerate(zip(
+      population.replicas, population.directories, starts, summaries)):
+    result = _results(config, replica_exp, settings, start, replica(final, index), summary)
+    if settings.method == "dsd":
+      result["phases"] = _phase_accuracies(lambda s: trainer.evaluate(stack([s]), "test")[0],
+                                           directory, start, settings, summary, exp.prunable)
+    runs.write_results(directory, result)
+    results.append(result)
+  return write_population_results(workdir, exp, config, population, results)
+
+
+def _phase_accuracies(evaluate, workdir: str, like, settings: SparseSettings, summary: dict,
+                      prunable) -> list[dict]:
+  """DSD: the test accuracy and density at the end of the dense, sparse and final phases
+  (`evaluate(state)` gives a state's test metrics)."""
   rows = []
   for name, step in zip(("dense", "sparse"), settings.dsd_boundaries):
     state = load_state(workdir, step, like)
-    rows.append({"phase": name, "step": step,
-                 "test_accuracy": trainer.evaluate(state, "test")["accuracy"],
-                 "density": masks_lib.density(state.masks, trainer.experiment.prunable)})
+    rows.append({"phase": name, "step": step, "test_accuracy": evaluate(state)["accuracy"],
+                 "density": masks_lib.density(state.masks, prunable)})
   rows.append({"phase": "dense_again", "step": summary["steps"],
                "test_accuracy": summary["final_test_accuracy"], "density": summary["density"]})
   return rows

@@ -7,7 +7,8 @@ ticket and each branch. Stability (`reports.stability`): instability and
 ticket accuracy against the rewind step. Sparse training
 (`reports.sparse_train`, sparse_train runs and sparse_sweep cells): one run's
 mask updates and density / accuracy vs step, or accuracy by method and density
-(mean +- std over seeds) and each method's density schedule. Reports read only
+(mean +- std over seeds) and each method's density schedule. Populations
+(`reports.population`, `config.seeds`): each seed's accuracy and the mean +- std. Reports read only
 files, so they can be regenerated for any workdir at any time.
 """
 from __future__ import annotations
@@ -17,12 +18,14 @@ import os
 from lotto.core.errors import ConfigError
 from lotto.reports.common import load_results
 from lotto.reports.imp import write_imp_report
+from lotto.reports.population import write_population_report
 from lotto.reports.prune import load_prune_results, write_prune_report
 from lotto.reports.sparse_train import write_sparse_train_report
 from lotto.reports.stability import write_stability_report
 
-__all__ = ["load_prune_results", "load_results", "write_imp_report", "write_prune_report",
-           "write_report", "write_sparse_train_report", "write_stability_report"]
+__all__ = ["load_prune_results", "load_results", "write_imp_report", "write_population_report",
+           "write_prune_report", "write_report", "write_sparse_train_report",
+           "write_stability_report"]
 
 
 def write_report(workdir: str) -> str:
@@ -42,6 +45,9 @@ def write_report(workdir: str) -> str:
   if not os.path.isdir(workdir):
     raise ConfigError(f"--workdir {workdir} does not exist")
   parts = []
+  populations = load_results(workdir, "population")
+  if populations:  # each population's own table; its replicas are pooled below by mode
+    parts.append(write_population_report(populations))
   stability_runs = load_results(workdir, "stability")
   for run in stability_runs:  # each study's own table and plot, in its own directory
     parts.append(write_stability_report(run["path"]))
@@ -58,5 +64,5 @@ def write_report(workdir: str) -> str:
     parts.append(write_sparse_train_report(workdir, sparse_runs))
   if not parts:
     raise ConfigError(f"no results (results.json of a prune, prune_sweep, imp, stability, "
-                      f"sparse_train or sparse_sweep run) under {workdir}")
+                      f"sparse_train or sparse_sweep run, or a population) under {workdir}")
   return "\n\n".join(parts)

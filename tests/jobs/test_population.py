@@ -17,7 +17,9 @@ from lotto.jobs.experiment import create_experiment
 from lotto.jobs.imp import run_imp
 from lotto.jobs.population import check_memory, replica_bytes, seed_dir
 from lotto.jobs.prune import run_prune
+from lotto.jobs.sparse_train import run_sparse_train
 from lotto.jobs.train import run_train
+from lotto.reports import write_report
 from lotto.runtime.checkpoints import Checkpointer
 from lotto.train.hooks import AtStepsHook
 from lotto.train.population import PopulationCheckpoints
@@ -86,6 +88,10 @@ def test_train_population_equals_separate_runs(tmp_path):
   accuracies = [singles[s]["final_test_accuracy"] for s in SEEDS]
   assert pooled["pooled"]["final_test_accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
   assert pooled["pooled"]["final_test_accuracy"]["std"] == pytest.approx(np.std(accuracies))
+  table = write_report(str(tmp_path / "population")).splitlines()
+  assert f"       1 {100 * singles[1]['final_test_accuracy']:>17.2f}" in table[3]
+  assert table[5].startswith("mean+-sd") and \
+      f"{100 * np.mean(accuracies):.2f}+-{100 * np.std(accuracies):.2f}" in table[5]
   # A replica's directory is a finished single run: the single job reads it back as such.
   again = config.copy_and_resolve_references()
   again.seeds, again.seed = (), 1
@@ -123,6 +129,17 @@ def test_imp_population_equals_separate_runs(tmp_path):
       assert all(np.array_equal(mine[k], theirs[k]) for k in theirs)
     assert [l["final_test_accuracy"] for l in replica["levels"]] == \
         [l["final_test_accuracy"] for l in single["levels"]]
+
+
+def test_rigl_population_equals_separate_runs(tmp_path):
+  config = _config("sparse_train", sparse__method="rigl")
+  _, singles = _population_and_singles(tmp_path, run_sparse_train, config, seeds=(0, 1))
+  for seed, single in singles.items():
+    directory = seed_dir(str(tmp_path / "population"), seed)
+    replica = json.loads(open(os.path.join(directory, "results.json")).read())
+    assert [u["step"] for u in single["mask_updates"]] == [5, 10, 15, 20, 25]  # stop: 30it
+    assert replica["mask_updates"] == single["mask_updates"]  # each update's positions, per seed
+    assert replica["final_test_accuracy"] == single["final_test_accuracy"]
 
 
 class _Killed(Exception):
@@ -179,7 +196,7 @@ def test_bad_seeds_are_one_line_errors(seeds, message):
 
 
 @pytest.mark.parametrize("mode, message", [
-    ("stability", "seeds (a population) works with mode train, prune, imp; got mode "
+    ("stability", "seeds (a population) works with mode train, prune, imp, sparse_train; got mode "
                   "'stability'"),
     ("prune_sweep", "(a sweep has its own sweep.seeds)"),
 ])

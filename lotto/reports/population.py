@@ -1,0 +1,42 @@
+"""Population report: each replica's metrics and their mean +- std (`config.seeds` runs).
+
+The replicas' own results (prune, imp) are also pooled by those modes'
+reports; this table is the population's own summary, for every mode.
+"""
+from __future__ import annotations
+
+import os
+
+from lotto.runtime import runs
+
+REPORT_FILE = "population_report.txt"
+COLUMNS = (("final_test_accuracy", "final acc %", 100.0),
+           ("early_stop_test_accuracy", "early-stop acc %", 100.0),
+           ("density", "density %", 100.0))
+
+
+def population_table(result: dict) -> str:
+  """One row per seed, then mean +- std (population std, ddof=0) of each column."""
+  pooled = result["pooled"]
+  columns = [(key, title, scale) for key, title, scale in COLUMNS if key in pooled]
+  lines = [f"population of {len(result['seeds'])} {result['base_mode']} runs in one program "
+           f"({result.get('wall_time_s', 0.0):.1f} s)",
+           f"{'seed':>8} " + " ".join(f"{title:>17}" for _, title, _ in columns)]
+  for seed in result["seeds"]:
+    lines.append(f"{seed:>8} " + " ".join(
+        f"{scale * pooled[key]['values'][str(seed)]:>17.2f}" for key, _, scale in columns))
+  pooled_cells = [f"{scale * pooled[key]['mean']:.2f}+-{scale * pooled[key]['std']:.2f}"
+                  for key, _, scale in columns]
+  lines.append(f"{'mean+-sd':>8} " + " ".join(f"{cell:>17}" for cell in pooled_cells))
+  return "\n".join(lines)
+
+
+def write_population_report(populations: list[dict]) -> str:
+  """Writes each population's table into its directory; returns the tables to print."""
+  parts = []
+  for result in populations:
+    text = population_table(result)
+    path = os.path.join(result["path"], REPORT_FILE)
+    runs.write_text(path, text + "\n")
+    parts.append(f"{text}\n(written to {path})")
+  return "\n\n".join(parts)
