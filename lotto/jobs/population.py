@@ -1,6 +1,6 @@
 """Populations (`config.seeds = (0, 1, 2, 3)`): K runs of one mode in one compiled program.
 
-`train`, `prune` and `imp` run the K seeds' replicas together
+`train`, `prune`, `imp` and `sparse_train` run the K seeds' replicas together
 (`lotto.train.population`): one stacked TrainState, the train block
 `vmap`ped over it. Replica s writes what a single run of seed s writes, in
 `workdir/seed_<s>/` (its own config.json with `seed = s`, checkpoints and
@@ -118,6 +118,13 @@ def available_bytes() -> int:
   stats = device.memory_stats() if device.platform != "cpu" else None
   if stats and "bytes_limit" in stats:
     return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+  try:  # MemAvailable counts reclaimable page cache; free pages alone would undercount
+    with open("/proc/meminfo") as meminfo:
+      for line in meminfo:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
   return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 

@@ -165,7 +165,8 @@ def population_train_run(trainer: PopulationTrainer, directories: Sequence[str],
   state = trainer.place(stack(states))
   step = trainer.current_step(state)
   recorders = [HistoryWriter(h) for h in histories]
-  progress, boards = _writers(exp, directories, end_step, step, f"{label} ({count} seeds)")
+  progress, boards = _writers(exp, directories, end_step, step,
+                              f"{label or 'train'} ({count} seeds)")
   started = time.perf_counter()
 
   def payloads():
