@@ -19,7 +19,6 @@ the MNIST-1D MLP 40-500-500-10 and LeNet-300-100.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 
@@ -34,34 +33,13 @@ from lotto.train import optim
 from lotto.train.population import PopulationTrainer, stack
 from lotto.train.state import create_train_state
 from lotto.train.trainer import Trainer
+from sparse_train import Setup  # the benchmarks' synthetic TrainSetup (this script's folder)
 
 MODELS = {  # name -> (model name, options, input shape)
     "mnist1d_mlp": ("mlp", {"widths": (500, 500)}, (40,)),
     "lenet300": ("lenet300", {}, (28, 28, 1)),
 }
 BATCH = 100
-
-
-@dataclasses.dataclass
-class Setup:
-  """A `TrainSetup` of synthetic data with the model's shapes (as in sparse_train.py)."""
-  dataset: Dataset
-  model: object
-  tx: object
-  schedule: object
-  params_shape: object
-  prunable: object
-  seed: int = 0
-  batch_size: int = BATCH
-  eval_batch_size: int = 1000
-  total_steps: int = 0
-  eval_every: int = 100
-  checkpoint_every: int = 100
-  mesh: object = None
-  loop: str = "scan"
-  verbose: int = 0
-  tensorboard: bool = False
-  on_nan: str = "continue"
 
 
 def _setup(model_name: str, steps: int) -> tuple[Setup, object]:

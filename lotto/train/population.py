@@ -106,8 +106,7 @@ class PopulationCheckpoints:
     common step is tried (training is deterministic, so starting earlier
     gives the same numbers).
     """
-    common = set.intersection(*(set(c.steps()) for c in self.checkpointers))
-    for step in sorted((s for s in common if s >= min_step), reverse=True):
+    for step in sorted((s for s in self._common_steps() if s >= min_step), reverse=True):
       restored = []
       for checkpointer, target in zip(self.checkpointers, targets):
         try:
@@ -121,9 +120,12 @@ class PopulationCheckpoints:
         return step, [s for s, _ in restored], [p for _, p in restored]
     return None
 
+  def _common_steps(self) -> set[int]:
+    return set.intersection(*(set(c.steps()) for c in self.checkpointers))
+
   def latest_step(self) -> int | None:
-    steps = set.intersection(*(set(c.steps()) for c in self.checkpointers))
-    return max(steps) if steps else None
+    """The newest step every replica holds (None if none)."""
+    return max(self._common_steps(), default=None)
 
   def close(self) -> None:
     for checkpointer in self.checkpointers:
