@@ -76,7 +76,19 @@ def run_job(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Raises:
     ConfigError: unknown mode (listing the valid ones) or any invalid field.
   """
+  join_launch(config)
   return job_function(config.mode)(config, workdir)
+
+
+def join_launch(config: ml_collections.ConfigDict) -> int:
+  """Joins the multi-process launch `config.distributed` asks for (before any JAX
+  computation); returns the number of processes (`lotto.runtime.distributed`).
+
+  Raises:
+    ConfigError: a bad or inconsistent launch.
+  """
+  from lotto.runtime import distributed  # pylint: disable=import-outside-toplevel
+  return distributed.initialize(config.get("distributed", "auto"))
 
 
 def _sweep(config: ml_collections.ConfigDict):
@@ -111,6 +123,7 @@ def run_cell(config: ml_collections.ConfigDict, workdir: str, index: int) -> dic
   """
   cells, run = _sweep(config)
   listed = cells(config)
+  join_launch(config)
   if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(listed):
     raise ConfigError(f"--cell={index} is out of range: the sweep has {len(listed)} cells "
                       f"(0..{len(listed) - 1}); --list_cells lists them")

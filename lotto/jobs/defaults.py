@@ -15,6 +15,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.seeds = ()                # a population: (0, 1, 2, 3) runs these seeds in one program
   config.data_parallel = "auto"    # auto (all devices if > 1) | on | off
+  config.distributed = "auto"      # join a multi-process launch: auto (if one is found) | on | off
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist1d"

@@ -169,6 +169,9 @@ def population_seeds(config: ml_collections.ConfigDict) -> tuple[int, ...]:
     hint = " (a sweep has its own sweep.seeds)" if "sweep" in config.mode else ""
     raise ConfigError(f"seeds (a population) works with mode {', '.join(POPULATION_MODES)}; "
                       f"got mode {config.mode!r}{hint}: set seeds=() ")
+  if jax.process_count() > 1:
+    raise ConfigError(f"seeds (a population) runs in one process; this is a "
+                      f"{jax.process_count()}-process launch: set seeds=() or launch one process")
   return tuple(int(s) for s in seeds)
 
 

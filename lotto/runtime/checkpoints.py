@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 
 from lotto.core.errors import StorageError
 from lotto.core.types import PyTree
-from lotto.runtime.devices import note
+from lotto.runtime.devices import is_main_process, note
 from lotto.runtime.runs import free_space
 
 
@@ -140,8 +140,9 @@ _UNFINISHED = ".orbax-checkpoint-tmp"
 
 
 def _remove_unfinished_saves(directory: str, step: int | None = None) -> None:
-  """Deletes what an interrupted save left (orbax's temporary step directories)."""
-  if not os.path.isdir(directory):
+  """Deletes what an interrupted save left (orbax's temporary step directories);
+  process 0 only, like every write."""
+  if not is_main_process() or not os.path.isdir(directory):
     return
   for name in os.listdir(directory):
     if _UNFINISHED in name and (step is None or name.split(".")[0] == str(step)):

@@ -9,12 +9,16 @@
   (or pruning round) at a time.
 - The process-0 rule: only the main process writes files and prints
   (`is_main_process`, `note`), as in big_vision's `write_note`.
+- Meshes over several processes (`runtime.distributed`): replicated values
+  are assembled from each process's identical copy, batches from each
+  process's share of the columns (`spans_processes`).
 """
 from __future__ import annotations
 
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
 from lotto.core.errors import ConfigError
@@ -48,6 +52,9 @@ def create_mesh(mode: str, batch_size: int) -> Mesh | None:
   if mode not in DATA_PARALLEL:
     raise ConfigError(f"unknown data_parallel {mode!r}; valid choices: {', '.join(DATA_PARALLEL)}")
   devices = jax.devices()
+  if mode == "off" and jax.process_count() > 1:
+    raise ConfigError(f"data_parallel=off in a {jax.process_count()}-process launch: each process "
+                      "would train alone; use data_parallel=auto or launch a single process")
   if mode == "off" or (mode == "auto" and len(devices) == 1):
     return None
   if batch_size % len(devices):
@@ -69,14 +76,39 @@ def replicate(tree: PyTree, mesh: Mesh | None) -> PyTree:
   Always commit: a state restored from a checkpoint arrives committed, a
   fresh one does not, and jit would compile once per kind.
   """
-  return jax.device_put(tree, replicated_sharding(mesh))
+  if not spans_processes(mesh):
+    return jax.device_put(tree, replicated_sharding(mesh))
+  sharding = replicated_sharding(mesh)
+
+  def assemble(leaf):  # every process holds the same value: each places its own copies
+    host = np.asarray(jax.device_get(leaf))
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return jax.tree.map(assemble, tree)
+
+
+def spans_processes(mesh: Mesh | None) -> bool:
+  """True when `mesh` has devices of other processes (a multi-process launch)."""
+  return mesh is not None and jax.process_count() > 1
 
 
 def shard_rows(array: Any, mesh: Mesh | None) -> jax.Array:
-  """A [steps, batch] index array with its batch axis split over the mesh."""
+  """A [steps, batch] index array with its batch axis split over the mesh.
+
+  Every process holds the whole (deterministic) array; with several
+  processes, each contributes only the columns its devices own and
+  `jax.make_array_from_process_local_data` assembles the global batch.
+  """
   if mesh is None:
     return jax.device_put(array, SingleDeviceSharding(jax.local_devices()[0]))
-  return jax.device_put(array, NamedSharding(mesh, PartitionSpec(None, "data")))
+  sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+  if not spans_processes(mesh):
+    return jax.device_put(array, sharding)
+  array = np.asarray(array)
+  columns = sorted({(index[1].start or 0, index[1].stop or array.shape[1])
+                    for index in sharding.addressable_devices_indices_map(array.shape).values()})
+  start, stop = columns[0][0], columns[-1][1]  # this process's devices own one contiguous range
+  return jax.make_array_from_process_local_data(sharding, array[:, start:stop], array.shape)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

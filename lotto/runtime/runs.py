@@ -36,14 +36,16 @@ _RUN_FILES = (RESULTS_FILE, "checkpoints", "level_0", "cells", "dense", "train",
 
 # Fields that do not change what a run computes: they may differ on resume.
 # on_nan only decides whether a diverging run stops: a stopped run may be resumed
-# with on_nan=continue.
-_COSMETIC = (("train", "verbose"), ("train", "tensorboard"), ("train", "on_nan"))
+# with on_nan=continue. distributed says how the processes were launched, not what
+# they compute (the global batch is the same); (None, key) is a top-level field.
+_COSMETIC = (("train", "verbose"), ("train", "tensorboard"), ("train", "on_nan"),
+             (None, "distributed"))
 
 
 def _comparable(config: dict) -> dict:
   config = json.loads(json.dumps(config))
   for section, key in _COSMETIC:
-    config.get(section, {}).pop(key, None)
+    (config if section is None else config.get(section, {})).pop(key, None)
   return config
 
 
