@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Mapping
+from typing import IO, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -183,16 +183,19 @@ def random_masks(key: jax.Array, params: Params, prunable: Prunable,
 MASK_FILE = "masks.npz"
 
 
-def save(path: str, masks: Masks) -> None:
-  """Writes masks as an .npz keyed by leaf name (atomically)."""
+def save(path: str | IO[bytes], masks: Masks) -> None:
+  """Writes masks as an .npz keyed by leaf name (to a path atomically, or to an open file)."""
   arrays = {n: np.asarray(m) for n, m in zip(leaf_names(masks), jax.tree.leaves(masks))}
+  if not isinstance(path, (str, os.PathLike)):
+    np.savez(path, **arrays)
+    return
   tmp = f"{path}.tmp{os.getpid()}.npz"
   np.savez(tmp, **arrays)
   os.replace(tmp, path)
 
 
-def load(path: str, like: Masks) -> Masks:
-  """Reads masks saved by `save` into the treedef of `like`."""
+def load(path: str | IO[bytes], like: Masks) -> Masks:
+  """Reads masks saved by `save` (a path or an open file) into the treedef of `like`."""
   with np.load(path) as stored:
     leaves = [jnp.asarray(stored[n]) for n in leaf_names(like)]
   return jax.tree.unflatten(jax.tree.structure(like), leaves)

@@ -38,7 +38,7 @@ from lotto.jobs import branches as branches_lib
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.imp_settings import ImpSettings, Target, imp_settings_from_config
 from lotto.jobs.experiment import Experiment, create_experiment, job
-from lotto.runtime import runs
+from lotto.runtime import files, runs
 from lotto.runtime.devices import is_main_process, note
 from lotto.train.hooks import Hook
 from lotto.train.loop import load_state, train_run
@@ -150,7 +150,7 @@ def level_masks(run: ImpRun, level: int, masks: Masks | None) -> tuple[Masks, li
   settings = run.settings
   directory = level_dir(run.workdir, level)
   if is_main_process():
-    os.makedirs(directory, exist_ok=True)
+    files.makedirs(directory)
   if masks is None:
     if level == 0:
       masks = masks_lib.ones_like(run.theta_0.params)

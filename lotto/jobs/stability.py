@@ -152,7 +152,7 @@ def run_stability(config: ml_collections.ConfigDict, workdir: str) -> dict:
       imp_results = imp_lib.run_imp(_imp_config(config, text, settings.levels), imp_dir)
       ticket = imp_results["levels"][-1]
       level_path = imp_lib.level_dir(imp_dir, settings.levels)
-      mask = masks_lib.load(os.path.join(level_path, masks_lib.MASK_FILE), theta_k.masks)
+      mask = runs.read_masks(os.path.join(level_path, masks_lib.MASK_FILE), theta_k.masks)
       state_a = load_state(level_path, exp.total_steps, theta_k)
       record["ticket_accuracy"] = ticket["final_test_accuracy"]
       record["ticket_density"] = ticket["density"]

@@ -28,7 +28,7 @@ from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import (canonical_config, check_seed, create_experiment, job,
                                    population_seeds)
 from lotto.jobs.prune import run_prune
-from lotto.runtime import runs
+from lotto.runtime import files, runs
 from lotto.runtime.devices import note
 from lotto.runtime.metrics import format_seconds
 
@@ -106,7 +106,7 @@ def run_cells(mode: str, workdir: str, cells: list[tuple[str, ml_collections.Con
   """
   results = []
   finished = {name for name, _ in cells
-              if os.path.exists(os.path.join(workdir, "cells", name, runs.RESULTS_FILE))}
+              if files.exists(os.path.join(workdir, "cells", name, runs.RESULTS_FILE))}
   note(f"{mode}: {len(cells)} cells, {len(finished)} already finished")
   started, ran = time.perf_counter(), 0
   for index, (name, cell) in enumerate(cells):

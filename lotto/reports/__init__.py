@@ -17,6 +17,7 @@ import os
 
 from lotto.core.errors import ConfigError
 from lotto.reports.common import load_results
+from lotto.runtime import files
 from lotto.reports.imp import write_imp_report
 from lotto.reports.population import write_population_report
 from lotto.reports.prune import load_prune_results, write_prune_report
@@ -42,7 +43,7 @@ def write_report(workdir: str) -> str:
   Raises:
     ConfigError: no results under `workdir`.
   """
-  if not os.path.isdir(workdir):
+  if not files.is_dir(workdir):
     raise ConfigError(f"--workdir {workdir} does not exist")
   parts = []
   populations = load_results(workdir, "population")

@@ -1,10 +1,11 @@
 """What every report shares: finding results on disk, matplotlib off-screen, writing files."""
 from __future__ import annotations
 
+import io
 import os
 
 from lotto.core.errors import StorageError
-from lotto.runtime import runs
+from lotto.runtime import files, runs
 
 
 def pyplot():
@@ -22,8 +23,11 @@ def save_figure(fig, path: str) -> None:
     StorageError: the directory cannot be written (one line).
   """
   fig.tight_layout()
+  buffer = io.BytesIO()
+  fig.savefig(buffer, dpi=120, format="png")
   try:
-    fig.savefig(path, dpi=120)
+    with files.open_file(path, "wb") as handle:
+      handle.write(buffer.getvalue())
   except OSError as error:
     raise StorageError(f"cannot write {path}: {error.strerror or error} "
                        f"({runs.free_space(path)})") from None
@@ -34,9 +38,8 @@ def save_figure(fig, path: str) -> None:
 def load_results(workdir: str, mode: str) -> list[dict]:
   """Every results.json of `mode` under `workdir` (the root included), sorted by path."""
   found = []
-  for root, dirs, files in sorted(os.walk(workdir)):
-    dirs.sort()
-    if runs.RESULTS_FILE in files:
+  for root, _, names in sorted(files.walk(workdir)):
+    if runs.RESULTS_FILE in names:
       result = runs.read_json(os.path.join(root, runs.RESULTS_FILE))
       if result.get("mode") == mode:
         found.append({**result, "path": root})
@@ -48,5 +51,5 @@ def with_seed(result: dict) -> dict:
   if "seed" in result:
     return result
   config_path = os.path.join(result["path"], runs.CONFIG_FILE)
-  seed = runs.read_json(config_path).get("seed", 0) if os.path.exists(config_path) else 0
+  seed = runs.read_json(config_path).get("seed", 0) if files.exists(config_path) else 0
   return {**result, "seed": seed}

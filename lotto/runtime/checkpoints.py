@@ -7,17 +7,18 @@ save must not read them later).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
-import shutil
 from typing import Any, Iterable
 
 import jax
 import orbax.checkpoint as ocp
 
-from lotto.core.errors import StorageError
+from lotto.core.errors import ConfigError, StorageError
 from lotto.core.types import PyTree
+from lotto.runtime import files
 from lotto.runtime.devices import is_main_process, note
 from lotto.runtime.runs import free_space
 
@@ -30,7 +31,7 @@ class Checkpointer:
   """
 
   def __init__(self, directory: str, keep: Iterable[int] = ()):
-    self.directory = os.path.abspath(directory)
+    self.directory = files.absolute(directory)
     self.keep = set(int(s) for s in keep)
     _remove_unfinished_saves(self.directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
@@ -142,9 +143,46 @@ _UNFINISHED = ".orbax-checkpoint-tmp"
 def _remove_unfinished_saves(directory: str, step: int | None = None) -> None:
   """Deletes what an interrupted save left (orbax's temporary step directories);
   process 0 only, like every write."""
-  if not is_main_process() or not os.path.isdir(directory):
+  if not is_main_process() or not files.is_dir(directory):
     return
-  for name in os.listdir(directory):
+  for name in files.listdir(directory):
     if _UNFINISHED in name and (step is None or name.split(".")[0] == str(step)):
       note(f"removing an unfinished checkpoint write {os.path.join(directory, name)}")
-      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+      with contextlib.suppress(OSError):
+        files.rmtree(os.path.join(directory, name))
+
+
+def read_saved_state(directory: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
+  """A checkpointed state as it was written, without a target to restore into: nested
+  dicts of arrays keyed by the state's field names ("params", "masks", ...). For
+  reading a finished run's arrays (`lotto.jobs.export`); writes nothing.
+
+  Args:
+    directory: a `Checkpointer`'s directory (a run's `checkpoints/`).
+    step: the step to read; None reads the newest.
+
+  Returns:
+    (step, the state's fields).
+
+  Raises:
+    ConfigError: no checkpoint there (or none at `step`), or a damaged one.
+  """
+  if not os.path.isdir(directory):
+    raise ConfigError(f"no checkpoints in {directory}")
+  options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False)
+  manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+  try:
+    steps = sorted(manager.all_steps())
+    if not steps or (step is not None and step not in steps):
+      raise ConfigError(f"no checkpoint{'' if step is None else f' at step {step}'} in "
+                        f"{directory} (found {steps})")
+    step = steps[-1] if step is None else int(step)
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore()))
+    except Exception as error:  # pylint: disable=broad-except  # orbax/tensorstore raise many
+      raise ConfigError(f"the checkpoint at step {step} in {directory} is damaged "
+                        f"({type(error).__name__})") from None
+  finally:
+    manager.close()
+  return step, dict(restored["state"])

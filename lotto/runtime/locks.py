@@ -5,6 +5,7 @@ live process (or by a process on another host, which cannot be checked) is a
 one-line error; a lock left by a dead process on this host is taken over; the
 same process may take its own lock again (a notebook re-running a cell).
 Jobs release their locks when they end (`releasing_locks`), even on errors.
+A workdir in a bucket (gs://) is not locked: object stores have no O_EXCL.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import socket
 from typing import Iterator
 
 from lotto.core.errors import ConfigError
-from lotto.runtime.devices import is_main_process
+from lotto.runtime import files
+from lotto.runtime.devices import is_main_process, note
 
 LOCK_FILE = "lock"
 _HELD: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("lotto_locks",
@@ -48,6 +50,9 @@ def acquire(workdir: str) -> None:
     ConfigError: another live process (or one on another host) holds it.
   """
   if not is_main_process():
+    return
+  if not files.is_local(workdir):
+    note(f"workdir {workdir} is in a bucket: it is not locked (keep one process per workdir)")
     return
   path = os.path.join(workdir, LOCK_FILE)
   me = {"pid": os.getpid(), "host": socket.gethostname()}

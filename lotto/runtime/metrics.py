@@ -8,11 +8,11 @@ prints or writes files.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Mapping, Protocol, Sequence, TextIO
 
+from lotto.runtime import files
 from lotto.runtime.devices import is_main_process
 
 Scalars = Mapping[str, float]
@@ -219,7 +219,7 @@ class TensorBoardWriter:
     from tensorboard.summary.writer.event_file_writer import (  # pylint: disable=import-outside-toplevel
         EventFileWriter)
     self._event, self._summary = event_pb2, summary_pb2
-    os.makedirs(logdir, exist_ok=True)
+    files.makedirs(logdir)
     self._writer = EventFileWriter(logdir, flush_secs=30)
     # TensorBoard purges the steps >= a START event's step: the attempt's first
     # possible step is start_step + 1 (start_step itself was logged before the

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
-import tempfile
+import uuid
 import zipfile
 from typing import Any, Iterator
 
@@ -25,7 +26,7 @@ import jax
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError, Diverged, StorageError
 from lotto.core.types import Masks, Prunable
-from lotto.runtime import locks
+from lotto.runtime import files, locks
 from lotto.runtime.devices import is_main_process, note
 
 CONFIG_FILE = "config.json"
@@ -64,12 +65,12 @@ def _write_atomically(path: str, write) -> None:
   """
   tmp = f"{path}.tmp{os.getpid()}"
   try:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    files.makedirs(os.path.dirname(files.absolute(path)))
     write(tmp)
-    os.replace(tmp, path)
+    files.replace(tmp, path)
   except OSError as error:
     with contextlib.suppress(OSError):
-      os.remove(tmp)
+      files.remove(tmp)
     raise StorageError(f"cannot write {path}: {error.strerror or error} "
                        f"({free_space(path)}); free space and re-run the same command") from None
 
@@ -84,7 +85,7 @@ def write_json(path: str, payload: Any) -> None:
     return
 
   def write(tmp: str) -> None:
-    with open(tmp, "w") as handle:
+    with files.open_file(tmp, "w") as handle:
       json.dump(payload, handle, indent=2, sort_keys=True)
       handle.write("\n")
 
@@ -93,7 +94,7 @@ def write_json(path: str, payload: Any) -> None:
 
 def read_json(path: str) -> Any:
   """The JSON data in `path` (raises on a missing or damaged file; see `read_intact`)."""
-  with open(path) as handle:
+  with files.open_file(path) as handle:
     return json.load(handle)
 
 
@@ -105,7 +106,7 @@ def read_intact(path: str, required: tuple[str, ...] = ()) -> dict | None:
   reported (one line) and left for the unit to overwrite: units are
   deterministic, so recomputing gives the numbers the file held.
   """
-  if not os.path.exists(path):
+  if not files.exists(path):
     return None
   try:
     data = read_json(path)
@@ -118,12 +119,18 @@ def read_intact(path: str, required: tuple[str, ...] = ()) -> dict | None:
   return data
 
 
+def read_masks(path: str, like: Masks) -> Masks:
+  """The masks saved at `path` (`core.masks.save`) in the treedef of `like`."""
+  with files.open_file(path, "rb") as handle:
+    return masks_lib.load(io.BytesIO(handle.read()), like)
+
+
 def read_masks_intact(path: str, like: Masks) -> Masks | None:
   """The masks saved at `path`, or None if missing or damaged (reported, to recompute)."""
-  if not os.path.exists(path):
+  if not files.exists(path):
     return None
   try:
-    masks = masks_lib.load(path, like)
+    masks = read_masks(path, like)
   except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
     note(f"damaged {path} ({type(error).__name__}): recomputing it")
     return None
@@ -162,12 +169,12 @@ def check_workdir(run_config: dict, workdir: str,
     ConfigError: another config's run (naming the first differing fields), a
       workdir that is a file, or run files of unknown identity.
   """
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
+  if files.exists(workdir) and not files.is_dir(workdir):
     raise ConfigError(f"workdir {workdir} is a file, not a directory; use a new --workdir")
   path = os.path.join(workdir, CONFIG_FILE)
   id_path = os.path.join(workdir, RUN_ID_FILE)
   wanted = _comparable(run_config)
-  saved_config = read_intact(path) if os.path.exists(path) else None
+  saved_config = read_intact(path) if files.exists(path) else None
   if saved_config is not None:
     saved = _comparable(_with_legacy(saved_config, legacy))
     if saved != wanted:
@@ -181,7 +188,7 @@ def check_workdir(run_config: dict, workdir: str,
       raise ConfigError(f"workdir {workdir} holds a run of another config (hash {saved_hash}, "
                         f"now {config_hash(run_config)}; its {CONFIG_FILE} is missing); use a "
                         "new --workdir or that run's config")
-  elif any(os.path.exists(os.path.join(workdir, name)) for name in _RUN_FILES):
+  elif any(files.exists(os.path.join(workdir, name)) for name in _RUN_FILES):
     # (config.json and run_id.json both missing or damaged)
     raise ConfigError(f"workdir {workdir} holds run files but neither {CONFIG_FILE} nor "
                       f"{RUN_ID_FILE}: its config is unknown, so nothing is mixed into it; use a "
@@ -212,7 +219,7 @@ def prepare_workdir(run_config: dict, workdir: str,
   check_workdir(run_config, workdir, legacy)
   try:
     if is_main_process():
-      os.makedirs(workdir, exist_ok=True)
+      files.makedirs(workdir)
     locks.acquire(workdir)
     _write_identity(run_config, workdir)
   except OSError as error:
@@ -231,7 +238,7 @@ def claim_identity(run_config: dict, workdir: str,
   check_workdir(run_config, workdir, legacy)
   try:
     if is_main_process():
-      os.makedirs(workdir, exist_ok=True)
+      files.makedirs(workdir)
     _write_identity(run_config, workdir)
   except OSError as error:
     raise ConfigError(f"cannot write the workdir {workdir}: {error.strerror or error}") from None
@@ -242,18 +249,19 @@ def _write_identity(run_config: dict, workdir: str) -> None:
   for name, payload in ((CONFIG_FILE, run_config),
                         (RUN_ID_FILE, {"config_hash": config_hash(run_config)})):
     path = os.path.join(workdir, name)
-    if not os.path.exists(path) or _quietly_damaged(path):
+    if not files.exists(path) or _quietly_damaged(path):
       write_json(path, payload)
 
 
 def writable(directory: str) -> bool:
   """Whether a file can be created in `directory` (tried, then removed)."""
+  path = os.path.join(directory, f".lotto-write-check-{uuid.uuid4().hex}")
   try:
-    descriptor, path = tempfile.mkstemp(dir=directory, prefix=".lotto-write-check-")
+    with files.open_file(path, "w"):
+      pass
   except OSError:
     return False
-  os.close(descriptor)
-  os.remove(path)
+  files.remove(path)
   return True
 
 
@@ -268,7 +276,7 @@ def finished_read_only(workdir: str, run_config: dict,
   Raises:
     ConfigError: the workdir holds another config's run.
   """
-  if not os.path.isdir(workdir) or writable(workdir):
+  if not files.is_dir(workdir) or writable(workdir):
     return None
   check_workdir(run_config, workdir, legacy)
   results = read_intact(os.path.join(workdir, RESULTS_FILE), ("config_hash",))
@@ -298,7 +306,7 @@ def write_text(path: str, text: str) -> None:
     return
 
   def write(tmp: str) -> None:
-    with open(tmp, "w") as handle:
+    with files.open_file(tmp, "w") as handle:
       handle.write(text)
 
   _write_atomically(path, write)
@@ -306,8 +314,16 @@ def write_text(path: str, text: str) -> None:
 
 def write_masks(path: str, masks: Masks) -> None:
   """Saves masks (`core.masks.save`, atomic .npz) on the main process."""
-  if is_main_process():
-    _write_atomically(path, lambda tmp: masks_lib.save(tmp, masks))
+  if not is_main_process():
+    return
+
+  def write(tmp: str) -> None:
+    buffer = io.BytesIO()
+    masks_lib.save(buffer, masks)
+    with files.open_file(tmp, "wb") as handle:
+      handle.write(buffer.getvalue())
+
+  _write_atomically(path, write)
 
 
 LAYER_REPORT_FILE = "layer_report.txt"
@@ -332,7 +348,7 @@ def recording_divergence(workdir: str, header: dict) -> Iterator[None]:
     yield
   except Diverged as error:
     path = os.path.join(workdir, RESULTS_FILE)
-    results = read_json(path) if os.path.exists(path) else dict(header)
+    results = read_json(path) if files.exists(path) else dict(header)
     results.update(diverged=True, diverged_at_step=error.step, diverged_in=error.directory,
                    last_finite_checkpoint=error.last_checkpoint)
     write_json(path, results)
@@ -340,7 +356,9 @@ def recording_divergence(workdir: str, header: dict) -> Iterator[None]:
 
 
 def free_space(path: str) -> str:
-  """"12.3 GB free on <path>" for the nearest existing ancestor of `path`."""
+  """"12.3 GB free on <path>" for the nearest existing ancestor of `path` (local paths)."""
+  if not files.is_local(path):
+    return "free space unknown on a bucket"
   while path and not os.path.exists(path):
     path = os.path.dirname(path)
   try:

@@ -6,12 +6,14 @@ import socket
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 import lotto
 from lotto.core.errors import ConfigError, Diverged, StorageError
 from lotto.jobs.experiment import create_experiment
-from lotto.runtime import runs
+from lotto.runtime import files, runs
 from tests.jobs.test_cli import TEST_CONFIG, run_cli
 
 
@@ -237,3 +239,24 @@ def test_a_really_read_only_workdir(tiny_config, tmp_path, read_only_view):
   assert f"cannot write the workdir {empty}: Read-only file system" in started.stderr
   assert {p.name: p.stat().st_mtime for p in finished.iterdir()} == before
   assert list(empty.iterdir()) == []
+
+
+def test_workdir_files_go_through_epath_helpers(tmp_path):
+  assert files.is_local(tmp_path) and not files.is_local("gs://bucket/run")
+  assert files.absolute("gs://bucket/run") == "gs://bucket/run"
+  assert files.absolute("run") == os.path.join(os.getcwd(), "run")
+  for name in ("a/b", "a-c", "a/b/c"):
+    files.makedirs(tmp_path / name)
+  (tmp_path / "a" / "results.json").write_text("{}")
+  assert sorted(files.walk(tmp_path)) == sorted((root, sorted(dirs), sorted(names))
+                                                for root, dirs, names in os.walk(tmp_path))
+  assert files.listdir(tmp_path) == ["a", "a-c"]
+  masks = {"dense": {"kernel": np.array([[True, False], [False, True]]), "bias": np.ones(2, bool)}}
+  runs.write_masks(str(tmp_path / "m.npz"), masks)
+  loaded = runs.read_masks(str(tmp_path / "m.npz"), masks)
+  assert jax.tree.map(lambda a, b: bool((np.asarray(a) == b).all()), loaded, masks) == {
+      "dense": {"kernel": True, "bias": True}}
+  assert files.listdir(tmp_path) == ["a", "a-c", "m.npz"]  # no temporary file left
+  files.rmtree(tmp_path / "a")
+  files.remove(tmp_path / "gone")  # missing: not an error
+  assert files.listdir(tmp_path) == ["a-c", "m.npz"]
