@@ -136,6 +136,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.sweep.ablations = ("none",)
   config.sweep.at_steps = ("0it",)   # prune at init and/or later ("100it", "1ep")
   config.sweep.seeds = (0,)
+  config.sweep.cells_per_program = 1  # > 1: up to this many equal-shape cells in one program
   return config
 
 
@@ -143,6 +144,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 # did: a workdir whose config.json lacks one resumes as if it held that value.
 LEGACY_FIELDS = {
     (None, "seeds"): [],                   # (None, key): a top-level field
+    ("sweep", "cells_per_program"): 1,
     ("prune", "grasp_params"): "all",      # GraSP differentiated every param before
     ("prune", "count_rule"): "round",
     ("prune", "synflow_abs_batch_stats"): False,

@@ -93,6 +93,27 @@ def create_population(exp: Experiment, workdir: str, legacy: dict) -> Population
   return Population(first, seeds, replicas, directories)
 
 
+def cell_population(cells: Sequence[tuple[Experiment, str]], legacy: dict) -> Population:
+  """Sweep cells of equal shapes as one population: each cell's experiment trains as a
+  replica and writes its own directory, exactly what the cell run alone writes.
+
+  Each cell directory is checked and locked as a single run's (`runs.prepare_workdir`).
+
+  Raises:
+    ConfigError: the cells do not fit in memory together, or a cell directory holds
+      another config's run.
+  """
+  first = cells[0][0]
+  if first.mesh is not None:
+    first = dataclasses.replace(first, mesh=None)
+  check_memory(first, len(cells))
+  for exp, directory in cells:
+    runs.prepare_workdir(exp.run_config, directory, legacy)
+  replicas = [dataclasses.replace(exp, mesh=None) for exp, _ in cells]
+  return Population(first, tuple(exp.seed for exp in replicas), replicas,
+                    [directory for _, directory in cells])
+
+
 def replica_bytes(exp: Experiment) -> int:
   """An upper estimate of one replica's training memory, in bytes.
 

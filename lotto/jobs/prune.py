@@ -29,7 +29,8 @@ from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, ScoringConte
 from lotto.core.types import Masks
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job, positive_int
-from lotto.jobs.population import create_population, write_population_results
+from lotto.jobs.population import (Population, cell_population, create_population,
+                                   write_population_results)
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
@@ -235,26 +236,55 @@ def _run_population(config: ml_collections.ConfigDict, exp: Experiment, settings
                     workdir: str, hooks: Sequence[Hook], summary_line: bool) -> dict:
   """`config.seeds`: each seed scores and prunes its own init (or theta_k), and the sparse
   runs (and dense runs to k) train in one program; replica s writes `workdir/seed_<s>`."""
+  del summary_line  # the pooled line is printed instead
   population = create_population(exp, workdir, LEGACY_FIELDS)
+  results = _train_population(population, [settings] * len(population.seeds), hooks)
+  return write_population_results(workdir, exp, config, population, results)
+
+
+def run_prune_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]],
+                    hooks: Sequence[Hook] = ()) -> list[dict]:
+  """Sweep cells of one method, ablation and pruning step (any densities and seeds), trained
+  in one program; each cell's directory gets what `run_prune` would write there.
+
+  Call inside a job (its locks are released when the job ends).
+
+  Raises:
+    ConfigError: cells that prune at different steps, or as `run_prune`.
+  """
+  exps = [create_experiment(config) for config, _ in cells]
+  settings = [prune_settings_from_config(config, exp) for (config, _), exp in zip(cells, exps)]
+  if len({s.at_step for s in settings}) > 1:
+    raise ConfigError("cells trained in one program must prune at the same step")
+  population = cell_population([(exp, directory) for exp, (_, directory) in zip(exps, cells)],
+                               LEGACY_FIELDS)
+  return _train_population(population, settings, hooks)
+
+
+def _train_population(population: Population, settings: Sequence[PruneSettings],
+                      hooks: Sequence[Hook]) -> list[dict]:
+  """Dense runs to k, each replica's masks, the sparse runs in one program; writes and
+  returns each replica's results."""
   trainer = PopulationTrainer(population.experiment, population.seeds)
   states_k = population.init_states()
-  if settings.at_step > 0:
+  at_step = settings[0].at_step
+  if at_step > 0:
     stacked, _ = population_train_run(trainer, population.subdirectories("dense_to_k"),
-                                      states_k, end_step=settings.at_step, label="dense")
+                                      states_k, end_step=at_step, label="dense")
     states_k = [replica(stacked, i) for i in range(len(states_k))]
-  starts, results = [], []
-  for replica_exp, directory, state_k in zip(population.replicas, population.directories,
-                                             states_k):
-    masks, report = pruned_masks(replica_exp, settings, directory, state_k)
-    starts.append(sparse_start(replica_exp, settings, state_k, masks))
-    results.append((masks, report))
+  starts, pruned = [], []
+  for replica_exp, replica_settings, directory, state_k in zip(
+      population.replicas, settings, population.directories, states_k):
+    masks, report = pruned_masks(replica_exp, replica_settings, directory, state_k)
+    starts.append(sparse_start(replica_exp, replica_settings, state_k, masks))
+    pruned.append((masks, report))
   _, summaries = population_train_run(trainer, population.subdirectories("train"), starts,
-                                      label=settings.method, hooks=hooks)
-  results = [_results(replica_exp, settings, masks, report, summary)
-             for replica_exp, (masks, report), summary
-             in zip(population.replicas, results, summaries)]
-  for replica_exp, directory, result in zip(population.replicas, population.directories,
-                                            results):
+                                      label=settings[0].method, hooks=hooks)
+  results = []
+  for replica_exp, replica_settings, directory, (masks, report), summary in zip(
+      population.replicas, settings, population.directories, pruned, summaries):
+    result = _results(replica_exp, replica_settings, masks, report, summary)
     runs.write_results(directory, result)
-    _summary_line(replica_exp, settings, result, summary_line=False)
-  return write_population_results(workdir, exp, config, population, results)
+    _summary_line(replica_exp, replica_settings, result, summary_line=False)
+    results.append(result)
+  return results

@@ -7,7 +7,9 @@ from the config. Every cell's settings are validated before the first one
 runs. A finished cell is skipped, so a killed sweep re-run with the same
 command continues (a half-done cell resumes from its checkpoint). The
 sweep's results.json lists every cell; the report (accuracy vs density per
-method, the density schedules) is written at the end.
+method, the density schedules) is written at the end. `sweep.cells_per_program
+= K` trains up to K unfinished cells of one method and density (their seeds)
+together in one compiled program.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.jobs.experiment import check_seed, create_experiment, job, population_seeds
 from lotto.jobs.sparse_settings import SPARSE_METHODS, sparse_settings
-from lotto.jobs.sparse_train import run_sparse_train
-from lotto.jobs.sweep import run_sweep
+from lotto.jobs.sparse_train import run_sparse_train, run_sparse_train_cells
+from lotto.jobs.sweep import Batching, cells_per_program, run_sweep
 
 
 def sparse_cells(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
@@ -33,6 +35,7 @@ def sparse_cells(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
       `sparse` settings are invalid.
   """
   population_seeds(config)  # refuses `seeds`: a sweep has sweep.seeds
+  cells_per_program(config)
   sweep = config.sweep
   for field in ("methods", "densities", "seeds"):
     if isinstance(sweep[field], str) or not isinstance(sweep[field], (tuple, list)) \
@@ -72,5 +75,7 @@ def run_cell(cell: ml_collections.ConfigDict, cell_dir: str) -> dict:
 @job("sparse_sweep")
 def run_sparse_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) every cell, then writes results.json and the report."""
+  batching = Batching(cells_per_program(config),
+                      lambda c: (c.sparse.method, c.sparse.density), run_sparse_train_cells)
   return run_sweep("sparse_sweep", config, workdir, sparse_cells(config), run_cell,
-                   reports.write_report)
+                   reports.write_report, batching)

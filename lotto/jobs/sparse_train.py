@@ -36,7 +36,8 @@ from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job
-from lotto.jobs.population import create_population, write_population_results
+from lotto.jobs.population import (Population, cell_population, create_population,
+                                   write_population_results)
 from lotto.jobs.sparse_settings import SparseSettings, sparse_settings
 from lotto.jobs.topology import topology_masks
 from lotto.runtime import runs
@@ -183,20 +184,52 @@ def _run_population(config: ml_collections.ConfigDict, exp: Experiment, settings
   """`config.seeds`: each seed's start mask and mask updates, trained in one program (the
   update's `lax.cond` runs batched); replica s writes `workdir/seed_<s>`."""
   population = create_population(exp, workdir, LEGACY_FIELDS)
+  results = _train_population([config] * len(population.seeds), population, settings, method,
+                              keep, hooks)
+  return write_population_results(workdir, exp, config, population, results)
+
+
+def run_sparse_train_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]],
+                           hooks: Sequence[Hook] = ()) -> list[dict]:
+  """Sweep cells that differ only in their seed (one method and density), trained in one
+  program; each cell's directory gets what `run_sparse_train` would write there.
+
+  Call inside a job (its locks are released when the job ends).
+
+  Raises:
+    ConfigError: cells of different methods or densities, or as `run_sparse_train`.
+  """
+  built = [build_sparse_run(config) for config, _ in cells]
+  settings, method = built[0][1], built[0][2]
+  if any(b[1] != settings for b in built):
+    raise ConfigError("cells trained in one program must share sparse.method and density")
+  keep = set(built[0][0].save_steps) | set(
+      settings.dsd_boundaries if settings.method == "dsd" else ())
+  population = cell_population([(b[0], directory) for b, (_, directory) in zip(built, cells)],
+                               LEGACY_FIELDS)
+  return _train_population([config for config, _ in cells], population, settings, method,
+                           tuple(sorted(keep)), hooks)
+
+
+def _train_population(configs: Sequence[ml_collections.ConfigDict], population: Population,
+                      settings: SparseSettings, method: dynamic.MaskUpdate | None,
+                      keep: tuple[int, ...], hooks: Sequence[Hook]) -> list[dict]:
+  """Trains the replicas in one program; writes and returns each replica's results."""
   trainer = PopulationTrainer(population.experiment, population.seeds, mask_update=method)
-  starts = [initial_state(config, r, settings, method) for r in population.replicas]
+  starts = [initial_state(c, r, settings, method) for c, r in zip(configs, population.replicas)]
   final, summaries = population_train_run(trainer, population.directories, starts, keep=keep,
                                           hooks=hooks, label=settings.method)
   results = []
-  for index, (replica_exp, directory, start, summary) in enumerate(zip(
-      population.replicas, population.directories, starts, summaries)):
+  for index, (config, replica_exp, directory, start, summary) in enumerate(zip(
+      configs, population.replicas, population.directories, starts, summaries)):
     result = _results(config, replica_exp, settings, start, replica(final, index), summary)
     if settings.method == "dsd":
       result["phases"] = _phase_accuracies(lambda s: trainer.evaluate(stack([s]), "test")[0],
-                                           directory, start, settings, summary, exp.prunable)
+                                           directory, start, settings, summary,
+                                           population.experiment.prunable)
     runs.write_results(directory, result)
     results.append(result)
-  return write_population_results(workdir, exp, config, population, results)
+  return results
 
 
 def _phase_accuracies(evaluate, workdir: str, like, settings: SparseSettings, summary: dict,

@@ -8,9 +8,16 @@ A cell whose results.json exists is skipped, so a killed sweep re-run with the
 same command continues where it stopped (a half-done cell resumes from its
 checkpoint). The sweep's results.json lists every cell; the report table and
 plots are written at the end.
+
+`sweep.cells_per_program = K` (> 1) trains up to K unfinished cells of one
+method, ablation and pruning step (any densities and seeds) together, as a
+population in one compiled program; each cell's directory still gets exactly
+what the cell run alone writes (equal within float rounding, see
+`jobs.population`).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import time
@@ -27,7 +34,7 @@ from lotto.core.scores import SCORES
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import (canonical_config, check_seed, create_experiment, job,
                                    population_seeds)
-from lotto.jobs.prune import run_prune
+from lotto.jobs.prune import run_prune, run_prune_cells
 from lotto.runtime import files, runs
 from lotto.runtime.devices import note
 from lotto.runtime.metrics import format_seconds
@@ -42,6 +49,7 @@ def cell_name(method: str, density: float, ablation: str, seed: int, at_step: st
 def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
   """(name, prune config) of every cell; validates the sweep lists first."""
   population_seeds(config)  # refuses `seeds`: a sweep has sweep.seeds
+  cells_per_program(config)
   sweep = config.sweep
   for field in ("methods", "densities", "ablations", "at_steps", "seeds"):
     if isinstance(sweep[field], str) or not isinstance(sweep[field], (tuple, list)):
@@ -94,47 +102,92 @@ def run_cell(cell: ml_collections.ConfigDict, cell_dir: str) -> dict:
   return run_prune(cell, cell_dir, summary_line=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class Batching:
+  """How a sweep trains cells of equal shapes together (`sweep.cells_per_program`).
+
+  Attributes:
+    size: at most this many cells per compiled program (1: each cell alone).
+    key: cells whose keys are equal may share a program (e.g. same method).
+    run: trains [(cell config, cell dir)] in one program; returns each cell's results.
+  """
+  size: int
+  key: Callable[[ml_collections.ConfigDict], tuple]
+  run: Callable[[list[tuple[ml_collections.ConfigDict, str]]], list[dict]]
+
+
+def cells_per_program(config: ml_collections.ConfigDict) -> int:
+  """The validated `sweep.cells_per_program`.
+
+  Raises:
+    ConfigError: not a positive integer.
+  """
+  size = config.sweep.get("cells_per_program", 1)
+  if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    raise ConfigError(f"sweep.cells_per_program must be a positive integer (1: each cell in "
+                      f"its own program); got {size!r}")
+  return size
+
+
+def _groups(pending: list[int], cells, batching: Batching | None) -> list[list[int]]:
+  """The pending cells' indices in groups that train together, in sweep order."""
+  if batching is None or batching.size == 1:
+    return [[index] for index in pending]
+  by_key: dict[tuple, list[int]] = {}
+  for index in pending:
+    by_key.setdefault(batching.key(cells[index][1]), []).append(index)
+  groups = [members[start:start + batching.size] for members in by_key.values()
+            for start in range(0, len(members), batching.size)]
+  return sorted(groups)
+
+
 def run_cells(mode: str, workdir: str, cells: list[tuple[str, ml_collections.ConfigDict]],
               run_cell: Callable[[ml_collections.ConfigDict, str], dict],
-              required: tuple[str, ...]) -> list[dict]:
-  """Runs (or skips, when its results.json is intact) every cell in `workdir/cells/<name>`.
+              required: tuple[str, ...], batching: Batching | None = None) -> list[dict]:
+  """Runs (or skips, when its results.json is intact) every cell in `workdir/cells/<name>`;
+  with `batching`, unfinished cells of equal keys train together as one population.
 
   Prints a line per cell with its accuracy, time and the sweep's ETA.
 
   Returns:
     Each cell's results (without its history), with "cell" and "seed" added.
   """
-  results = []
-  finished = {name for name, _ in cells
-              if files.exists(os.path.join(workdir, "cells", name, runs.RESULTS_FILE))}
-  note(f"{mode}: {len(cells)} cells, {len(finished)} already finished")
+  directories = [os.path.join(workdir, "cells", name) for name, _ in cells]
+  done = {index: runs.read_intact(os.path.join(directory, runs.RESULTS_FILE), required)
+          for index, directory in enumerate(directories)}
+  pending = [index for index, result in done.items() if result is None]
+  note(f"{mode}: {len(cells)} cells, {len(cells) - len(pending)} already finished")
   started, ran = time.perf_counter(), 0
-  for index, (name, cell) in enumerate(cells):
-    cell_dir = os.path.join(workdir, "cells", name)
-    result = runs.read_intact(os.path.join(cell_dir, runs.RESULTS_FILE), required)
-    if result is None:
-      start = time.perf_counter()
-      result = run_cell(cell, cell_dir)
-      ran += 1
-      now = time.perf_counter()
-      left = sum(n not in finished for n, _ in cells[index + 1:])
-      note(f"[{index + 1}/{len(cells)}] {name}: final test accuracy "
-           f"{result['final_test_accuracy']:.2%} ({now - start:.0f} s) | "
+  for group in _groups(pending, cells, batching):
+    start = time.perf_counter()
+    if len(group) == 1:
+      outcomes = [run_cell(cells[group[0]][1], directories[group[0]])]
+    else:
+      note(f"{len(group)} cells in one program: {', '.join(cells[i][0] for i in group)}")
+      outcomes = batching.run([(cells[i][1], directories[i]) for i in group])
+    ran += len(group)
+    now = time.perf_counter()
+    left = len(pending) - ran
+    for index, result in zip(group, outcomes):
+      done[index] = result
+      note(f"[{index + 1}/{len(cells)}] {cells[index][0]}: final test accuracy "
+           f"{result['final_test_accuracy']:.2%} ({(now - start) / len(group):.0f} s) | "
            f"ETA {format_seconds((now - started) / ran * left)}")
-    results.append({"cell": name, "seed": cell.seed, **{k: v for k, v in result.items()
-                                                        if k != "history"}})
-  return results
+  return [{"cell": name, "seed": cell.seed,
+           **{k: v for k, v in done[index].items() if k != "history"}}
+          for index, (name, cell) in enumerate(cells)]
 
 
 def run_sweep(mode: str, config: ml_collections.ConfigDict, workdir: str,
               cells: list[tuple[str, ml_collections.ConfigDict]],
               run_cell_fn: Callable[[ml_collections.ConfigDict, str], dict],
-              report: Callable[[str], str]) -> dict:
+              report: Callable[[str], str], batching: Batching | None = None) -> dict:
   """A sweep job: claims `workdir` for `config`, runs (or skips) every cell, writes the
   sweep's results.json listing them, and prints `report(workdir)`."""
   run_config = canonical_config(config)
   runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
-  results = run_cells(mode, workdir, cells, run_cell_fn, ("method", "final_test_accuracy"))
+  results = run_cells(mode, workdir, cells, run_cell_fn, ("method", "final_test_accuracy"),
+                      batching)
   summary = {"mode": mode, "config_hash": runs.config_hash(run_config), "cells": results}
   runs.write_results(workdir, summary)
   note(report(workdir))
@@ -144,5 +197,8 @@ def run_sweep(mode: str, config: ml_collections.ConfigDict, workdir: str,
 @job("prune_sweep")
 def run_prune_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) every cell, then writes results.json and the report."""
+  batching = Batching(cells_per_program(config),
+                      lambda c: (c.prune.method, c.prune.ablation, c.prune.at_step),
+                      run_prune_cells)
   return run_sweep("prune_sweep", config, workdir, cell_configs(config), run_cell,
-                   reports.write_prune_report)
+                   reports.write_prune_report, batching)

@@ -17,7 +17,9 @@ from lotto.jobs.experiment import create_experiment
 from lotto.jobs.imp import run_imp
 from lotto.jobs.population import check_memory, replica_bytes, seed_dir
 from lotto.jobs.prune import run_prune
+from lotto.jobs.sparse_sweep import run_sparse_sweep
 from lotto.jobs.sparse_train import run_sparse_train
+from lotto.jobs.sweep import run_prune_sweep
 from lotto.jobs.train import run_train
 from lotto.reports import write_report
 from lotto.runtime.checkpoints import Checkpointer
@@ -231,3 +233,54 @@ def test_a_population_too_big_for_memory_names_the_estimate_and_the_k_that_fits(
     check_memory(exp, 8, available=int(5.5 * each))
   text = str(info.value)
   assert "a population of 8 replicas needs about" in text and "use at most 5 seeds" in text
+
+
+def _sweep_cells(tmp_path, name, config, cells_per_program):
+  config = config.copy_and_resolve_references()
+  config.sweep.cells_per_program = cells_per_program
+  runner = run_prune_sweep if config.mode == "prune_sweep" else run_sparse_sweep
+  summary = runner(config, str(tmp_path / name))
+  return {c["cell"]: c for c in summary["cells"]}
+
+
+@pytest.mark.parametrize("mode", ["prune_sweep", "sparse_sweep"])
+def test_a_sweep_trains_equal_shape_cells_in_one_program_as_alone(tmp_path, capsys, mode):
+  config = _config(mode)
+  config.sweep.seeds = (0, 1)
+  config.train.duration = "20it"
+  if mode == "prune_sweep":  # densities x seeds of one method: four cells, one program
+    config.sweep.methods, config.sweep.densities = ("snip",), (0.5, 0.2)
+    expected = ["snip_d0.5_none_s0", "snip_d0.5_none_s1", "snip_d0.2_none_s0",
+                "snip_d0.2_none_s1"]
+  else:  # seeds of one method and density: RigL's mask updates run batched
+    config.sweep.methods, config.sweep.densities = ("rigl",), (0.2,)
+    expected = ["rigl_d0.2_s0", "rigl_d0.2_s1"]
+  together = _sweep_cells(tmp_path, "together", config, cells_per_program=4)
+  assert f"{len(expected)} cells in one program: {', '.join(expected)}" in capsys.readouterr().out
+  alone = _sweep_cells(tmp_path, "alone", config, cells_per_program=1)
+  assert "cells in one program" not in capsys.readouterr().out
+  assert list(together) == list(alone) == expected
+  for name in expected:
+    mine, theirs = together[name], alone[name]
+    assert mine["final_test_accuracy"] == theirs["final_test_accuracy"]
+    assert mine["density"] == theirs["density"]
+    if mode == "prune_sweep":
+      assert _masks(tmp_path / "together" / "cells" / name / "masks.npz").keys() == \
+          _masks(tmp_path / "alone" / "cells" / name / "masks.npz").keys()
+      for key, mask in _masks(tmp_path / "together" / "cells" / name / "masks.npz").items():
+        np.testing.assert_array_equal(mask, _masks(tmp_path / "alone" / "cells" / name /
+                                                   "masks.npz")[key])
+    else:
+      assert mine["mask_updates"] == theirs["mask_updates"]
+    if mode == "prune_sweep":  # (a sparse_train state's shape depends on the method)
+      for a, b in zip(_final_params(tmp_path / "together" / "cells" / name / "train", config),
+                      _final_params(tmp_path / "alone" / "cells" / name / "train", config)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=PARAM_ATOL, rtol=0)
+
+
+def test_cells_per_program_must_be_a_positive_integer(tmp_path):
+  config = _config("prune_sweep")
+  config.sweep.cells_per_program = 0
+  with pytest.raises(ConfigError, match="sweep.cells_per_program must be a positive integer"):
+    run_prune_sweep(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
