@@ -1,8 +1,10 @@
 """The `lotto` command: `lotto --config=configs/<file>.py --workdir=DIR`.
 
 `lotto report --workdir=DIR` prints the tables of every run under DIR and
-(re)writes its plots. For sweeps, `--list_cells` prints the cells and
-`--cell=i` runs only cell i (one task of a job array).
+(re)writes its plots. `lotto export --workdir=DIR [--level=L]` writes the
+compressed model of a finished run (`lotto.jobs.export`). For sweeps,
+`--list_cells` prints the cells and `--cell=i` runs only cell i (one task of
+a job array).
 
 Overrides: `--config.optimizer.learning_rate=0.01` etc. (the config is locked,
 so a misspelled key is an error). `config.mode` selects the job. Bad input
@@ -25,6 +27,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a get_config(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (created; resumed if present).")
 _CELL = flags.DEFINE_integer("cell", None, "Sweeps: run only cell i (0-based; one task of a "
                              "job array) in WORKDIR/cells/<name>.")
+_LEVEL = flags.DEFINE_integer("level", None, "export: the IMP level to export (default: the "
+                             "last finished one).")
 _LIST_CELLS = flags.DEFINE_boolean("list_cells", False, "Sweeps: print the cells (index and "
                                    "name) that --cell indexes, and exit.")
 
@@ -98,6 +102,16 @@ def main(argv: list[str]) -> None:
     from lotto.runtime.devices import note  # pylint: disable=import-outside-toplevel
     try:
       note(write_report(_WORKDIR.value))
+    except ConfigError as error:
+      _fail(str(error))
+    return
+  if argv[1:] == ["export"]:
+    if not _WORKDIR.value:
+      _fail("--workdir is required")
+    from lotto.jobs.export import export_run  # pylint: disable=import-outside-toplevel
+    from lotto.runtime.devices import note  # pylint: disable=import-outside-toplevel
+    try:
+      note(export_run(_WORKDIR.value, level=_LEVEL.value).summary())
     except ConfigError as error:
       _fail(str(error))
     return

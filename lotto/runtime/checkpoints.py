@@ -167,10 +167,10 @@ def read_saved_state(directory: str, step: int | None = None) -> tuple[int, dict
   Raises:
     ConfigError: no checkpoint there (or none at `step`), or a damaged one.
   """
-  if not os.path.isdir(directory):
+  if not files.is_dir(directory):
     raise ConfigError(f"no checkpoints in {directory}")
   options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False)
-  manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+  manager = ocp.CheckpointManager(files.absolute(directory), options=options)
   try:
     steps = sorted(manager.all_steps())
     if not steps or (step is not None and step not in steps):

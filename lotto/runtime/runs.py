@@ -312,6 +312,22 @@ def write_text(path: str, text: str) -> None:
   _write_atomically(path, write)
 
 
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes a binary file (an exported model) on the main process, atomically.
+
+  Raises:
+    StorageError: the write failed.
+  """
+  if not is_main_process():
+    return
+
+  def write(tmp: str) -> None:
+    with files.open_file(tmp, "wb") as handle:
+      handle.write(data)
+
+  _write_atomically(path, write)
+
+
 def write_masks(path: str, masks: Masks) -> None:
   """Saves masks (`core.masks.save`, atomic .npz) on the main process."""
   if not is_main_process():

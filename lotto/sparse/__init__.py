@@ -1,0 +1,34 @@
+"""Sparse execution: masked layers in compressed layouts whose cost scales with the
+surviving connections, whole MLPs as compressed inference functions, and their files.
+
+Kernels (`KERNELS`; each `compress_*(weights, mask, structure)` and `*_matmul(layer, x)`):
+  dense   the masked dense matmul (the reference; "auto" keeps dense layers so)
+  bcoo    unstructured: `jax.experimental.sparse` BCOO, static nse = nnz
+  gather  unstructured: gather inputs by row, segment-sum by output column
+  block   block masks: kept dense tiles, batched matmul, scatter-add
+  nm      N:M masks: n values and indices per group of m inputs (gather)
+  radix   RadiX-Nets: sums of cyclically shifted inputs, read off the mask
+Imports only `lotto.core` (DESIGN.md); `lotto.jobs.export` reads finished runs.
+"""
+from lotto.sparse.bcoo import BcooLayer, bcoo_matmul, compress_bcoo
+from lotto.sparse.block import BlockLayer, block_matmul, compress_block, detect_block
+from lotto.sparse.dense import DenseLayer, compress_dense, dense_matmul
+from lotto.sparse.export import (COMPRESSED_FILE, load_compressed, read_header,
+                                 save_compressed)
+from lotto.sparse.gather import GatherLayer, compress_gather, gather_matmul
+from lotto.sparse.kernels import (AUTO, KERNEL_NAMES, KERNELS, choose_kernel, compress_layer,
+                                  matmul)
+from lotto.sparse.network import CompressedMLP, compress_mlp, predict
+from lotto.sparse.nm import NmLayer, compress_nm, detect_nm, nm_matmul
+from lotto.sparse.radix import (RadixLayer, RadixStructure, compress_radix, detect_radix,
+                                radix_matmul)
+
+__all__ = [
+    "AUTO", "BcooLayer", "BlockLayer", "COMPRESSED_FILE", "CompressedMLP", "DenseLayer",
+    "GatherLayer", "KERNELS", "KERNEL_NAMES", "NmLayer", "RadixLayer", "RadixStructure",
+    "bcoo_matmul", "block_matmul", "choose_kernel", "compress_bcoo", "compress_block",
+    "compress_dense", "compress_gather", "compress_layer", "compress_mlp", "compress_nm",
+    "compress_radix", "dense_matmul", "detect_block", "detect_nm", "detect_radix",
+    "gather_matmul", "load_compressed", "matmul", "nm_matmul", "predict", "radix_matmul",
+    "read_header", "save_compressed",
+]
