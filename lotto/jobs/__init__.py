@@ -50,6 +50,7 @@ OVERRIDES = (
     ("--config.mode=sparse_train --config.sparse.method=rigl --config.sparse.density=0.05",
      "RigL at 5 % density (also static, gmp, dsd, set)"),
     ("--config.seed=1", "another seed (init, data order, random masks)"),
+    ("--config.seeds='(0,1,2,3)'", "four seeds in one compiled program (a population)"),
     ("--config.imp.levels=15 --config.imp.rewind=0it", "15 IMP levels, rewinding to init"),
     ("--config.train.duration=40ep", "training length in epochs or '<n>it' iterations"),
     ("--config.optimizer.learning_rate=0.01", "any field of the config"),
@@ -152,6 +153,7 @@ def help_text(configs_dir: pathlib.Path = CONFIGS_DIR) -> str:
            "usage:",
            "  lotto --config=configs/<file>.py --workdir=DIR [--config.<field>=<value> ...]",
            "  lotto report --workdir=DIR     tables and plots of every run under DIR",
+           "  lotto export --workdir=DIR [--level=L]   a finished run's compressed model",
            "  lotto --config=... --workdir=DIR --list_cells | --cell=i   a sweep's cells, or",
            "      run cell i only (one task of a job array; see README.md)", "",
            "modes (--config.mode=...):"]

@@ -12,8 +12,9 @@ A launch is read from the environment, in this order:
 - lotto's own variables, for any launcher (`ssh`, a shell loop, a test):
   `LOTTO_NUM_PROCESSES`, `LOTTO_PROCESS_ID` and `LOTTO_COORDINATOR_ADDRESS`
   (host:port of process 0; `JAX_COORDINATOR_ADDRESS` is read too);
-- the clusters `jax.distributed` detects itself: a SLURM step
-  (`SLURM_NTASKS`), Open MPI (`OMPI_COMM_WORLD_SIZE`), a multi-host Cloud TPU
+- the clusters `jax.distributed` detects itself: an `srun` step of SLURM
+  (`SLURM_NTASKS` with the step's variables; a batch script's own process is
+  not a launch), Open MPI (`OMPI_COMM_WORLD_SIZE`), a multi-host Cloud TPU
   slice (`TPU_WORKER_HOSTNAMES`).
 
 Every process runs the same command. Each holds the whole (small) dataset and
@@ -36,8 +37,13 @@ from lotto.core.errors import ConfigError
 DISTRIBUTED = ("auto", "on", "off")
 EXPLICIT = ("LOTTO_NUM_PROCESSES", "LOTTO_PROCESS_ID")
 COORDINATOR = ("LOTTO_COORDINATOR_ADDRESS", "JAX_COORDINATOR_ADDRESS")
-# Process counts that schedulers export, and the variable that holds each.
-SCHEDULER_COUNTS = (("SLURM_NTASKS", "a SLURM step"), ("OMPI_COMM_WORLD_SIZE", "Open MPI"))
+# Process counts that launchers export: (the count's variable, what must be set with it,
+# as for jax's own cluster detection). A SLURM batch script's single process has
+# SLURM_NTASKS but no step: only an `srun` step is a launch.
+SCHEDULER_COUNTS = (
+    ("SLURM_NTASKS", ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")),
+    ("OMPI_COMM_WORLD_SIZE", ("OMPI_COMM_WORLD_RANK",)),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +72,8 @@ def _integer(env: Mapping[str, str], name: str) -> int:
 
 def _scheduler_count(env: Mapping[str, str]) -> tuple[int, str] | None:
   """(process count, variable) a scheduler exported, if any."""
-  for name, _ in SCHEDULER_COUNTS:
-    if env.get(name, "").strip():
+  for name, required in SCHEDULER_COUNTS:
+    if env.get(name, "").strip() and all(env.get(other, "").strip() for other in required):
       return _integer(env, name), name
   hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]
   if len(hosts) > 1:

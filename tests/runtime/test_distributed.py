@@ -92,13 +92,17 @@ def test_two_processes_train_as_one_process_on_the_same_global_batch(tmp_path):
   assert "lotto" not in outputs[1][0] + outputs[1][1].replace("lotto.main", "")
 
 
+SLURM_STEP = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n[1-4]", "SLURM_PROCID": "0",
+              "SLURM_LOCALID": "0"}
+
+
 @pytest.mark.parametrize("env, message", [
     ({"LOTTO_NUM_PROCESSES": "2"}, "LOTTO_NUM_PROCESSES is set but LOTTO_PROCESS_ID is not"),
     ({"LOTTO_NUM_PROCESSES": "2", "LOTTO_PROCESS_ID": "2", "LOTTO_COORDINATOR_ADDRESS": "h:1"},
      "LOTTO_PROCESS_ID=2 with LOTTO_NUM_PROCESSES=2; ranks run from 0 to 1"),
     ({"LOTTO_NUM_PROCESSES": "two", "LOTTO_PROCESS_ID": "0"}, "LOTTO_NUM_PROCESSES='two' is not"),
     ({"LOTTO_NUM_PROCESSES": "2", "LOTTO_PROCESS_ID": "0", "LOTTO_COORDINATOR_ADDRESS": "h:1",
-      "SLURM_NTASKS": "4"},
+      "SLURM_NTASKS": "4", **SLURM_STEP},
      "inconsistent process counts: LOTTO_NUM_PROCESSES=2 but SLURM_NTASKS=4"),
     ({"LOTTO_NUM_PROCESSES": "2", "LOTTO_PROCESS_ID": "1"}, "needs LOTTO_COORDINATOR_ADDRESS"),
 ])
@@ -109,13 +113,14 @@ def test_bad_launches_are_one_line_errors(env, message):
 
 def test_launches_found_in_the_environment():
   assert distributed.find_launch({}) is None
-  assert distributed.find_launch({"SLURM_NTASKS": "1"}) is None  # a one-task step: one process
+  assert distributed.find_launch({"SLURM_NTASKS": "1", **SLURM_STEP}) is None  # one task
+  assert distributed.find_launch({"SLURM_NTASKS": "4", "SLURM_JOB_ID": "7"}) is None  # sbatch
   assert distributed.find_launch({"LOTTO_NUM_PROCESSES": "1", "LOTTO_PROCESS_ID": "0"}) is None
   explicit = distributed.find_launch({"LOTTO_NUM_PROCESSES": "3", "LOTTO_PROCESS_ID": "2",
                                       "JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234",
-                                      "SLURM_NTASKS": "3"})
+                                      "SLURM_NTASKS": "3", **SLURM_STEP})
   assert explicit == distributed.Launch(3, 2, "10.0.0.1:1234", "LOTTO_NUM_PROCESSES")
-  slurm = distributed.find_launch({"SLURM_NTASKS": "4"})
+  slurm = distributed.find_launch({"SLURM_NTASKS": "4", **SLURM_STEP})
   assert (slurm.num_processes, slurm.process_id, slurm.coordinator) == (4, None, None)
   tpu = distributed.find_launch({"TPU_WORKER_HOSTNAMES": "t0,t1"})
   assert tpu.num_processes == 2
