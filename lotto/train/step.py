@@ -2,11 +2,13 @@
 
 The sparsity invariant lives inside the step, in this order:
 
-1. the loss of the effective weights params * masks and its gradient with
+1. the loss of the effective weights params * masks (the params themselves:
+   pruned entries are exactly 0 in every state) and its gradient with
    respect to those weights at *every* position (the dense gradient:
    nonzero where a weight is pruned);
-2. gradients and optimizer updates masked with the masks, params re-masked
-   after the update;
+2. gradients masked with the masks (so the optimizer moments of pruned
+   weights stay 0 and so does their update), params re-masked after the
+   update;
 3. an optional mask update (`lotto.dynamic.MaskUpdate`) when it is due,
    which sees the updated params, the masks, the dense gradient of step 1, a
    key and the batch's loss; weights it drops or grows are set to exactly 0
@@ -97,15 +99,18 @@ def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, schedul
         logits, batch_stats = apply_fn(variables, x, train=True), state.batch_stats
       return cross_entropy(logits, labels).mean(), (logits, batch_stats)
 
-    effective = masks_lib.apply(state.params, state.masks)
+    # state.params is already params * masks (pruned entries exactly 0 in every state), so
+    # the loss and its dense gradient are taken at state.params as they are.
     (loss, (logits, batch_stats)), dense_grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(effective)
+        loss_fn, has_aux=True)(state.params)
     masks = state.masks
     direction, opt_state = tx.update(masks_lib.apply(dense_grads, masks), state.opt_state,
                                      state.params)
     lr = schedule(state.step)
-    params = jax.tree.map(lambda p, u: p - lr * u, state.params, masks_lib.apply(direction, masks))
-    params = masks_lib.apply(params, masks)
+    # Masked gradients keep the moments of pruned weights at 0 (they start at 0 and are
+    # zeroed whenever a mask changes), so the direction is already 0 there; re-masking the
+    # params pins the invariant exactly.
+    params = masks_lib.apply(jax.tree.map(lambda p, u: p - lr * u, state.params, direction), masks)
     if mask_update is not None:
       update_inputs = UpdateInputs(step=state.step, params=params, masks=masks, dense_grads=dense_grads,
                             key=purpose_key(key, "mask_update"),
