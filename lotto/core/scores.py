@@ -119,18 +119,36 @@ def _hessian_gradient(ctx, params, batch_stats, batch):
 
   With `ctx.grasp_params == "weights"` the non-weight leaves are held fixed:
   their g is 0 and Hg is H_WW g_W over the weights W only.
-  Forward-over-reverse (a JVP of the gradient along g): the same product as
-  differentiating g . grad(L) again, at about half the cost (BUILD_NOTES.md).
+  Forward-over-reverse (a JVP of the gradient along g) where the model allows:
+  the same product as differentiating g . grad(L) again, at about half the
+  cost (BUILD_NOTES.md); `hessian_vector_product`.
   """
   merge = _weights_only(ctx, params)
   loss = lambda p: _loss(ctx, merge(p), batch_stats, batch, ctx.temperature)  # noqa: E731
   g = jax.lax.stop_gradient(jax.grad(loss)(params))
-  return jax.jvp(jax.grad(loss), (params,), (g,))[1]
+  return hessian_vector_product(jax.grad(loss), params, g)
 
 
 @SCORES.register("grasp")
 def grasp(ctx, params, masks, batch_stats, batch, key) -> Scores:
   """theta * Hg (keep the largest = remove the smallest), logits / T."""
+def hessian_vector_product(grad_fn: Callable[[Params], Params], params: Params,
+                           vector: Params) -> Params:
+  """H v, H the Jacobian of `grad_fn` (a gradient) at `params`.
+
+  Forward-over-reverse (a JVP of the gradient along v) where the model allows
+  it; a model whose convolutions carry a custom gradient
+  (`lotto.models.conv_grad`, so XLA:CPU runs them fast in loops) cannot be
+  forward-differentiated, and takes reverse-over-reverse instead (the gradient
+  of grad . v, v held constant): the same product at about twice the cost.
+  """
+  if "custom_vjp" not in str(jax.make_jaxpr(grad_fn)(params)):  # a trace; nothing runs
+    return jax.jvp(grad_fn, (params,), (vector,))[1]
+  vector = jax.lax.stop_gradient(vector)
+  return jax.grad(lambda p: sum(jnp.vdot(a, b) for a, b in zip(
+      jax.tree.leaves(grad_fn(p)), jax.tree.leaves(vector))))(params)
+
+
   del key
   masked = masks_lib.apply(params, masks)
   hg = _hessian_gradient(ctx, masked, batch_stats, batch)
@@ -162,7 +180,7 @@ def hutchinson_hessian_diagonal(loss_fn: Callable[[Params], jax.Array], params: 
     z = jax.tree.unflatten(treedef, [
         jax.random.rademacher(jax.random.fold_in(probe_key, i), p.shape, p.dtype)
         for i, p in enumerate(leaves)])
-    hz = jax.jvp(grad, (params,), (z,))[1]
+    hz = hessian_vector_product(grad, params, z)
     return jax.tree.map(lambda t, a, b: t + a * b, total, z, hz)
 
   zeros = jax.tree.map(jnp.zeros_like, params)
