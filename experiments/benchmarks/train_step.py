@@ -7,8 +7,10 @@ masked/dense and scan/per-step. Both loops are lotto's own
 (`make_train_block(loop="step" | "scan")`): the batch is gathered on device
 from the resident training set in both; "step" dispatches one jitted step per
 iteration from Python, "scan" runs the whole block as one compiled lax.scan.
-On CPU, ResNet-20 inside a scan is so slow that its scan column is timed once
-on 2 steps.
+ResNet-20 runs 6 steps per timing (its convolutions' gradients are in
+XLA:CPU's canonical form, `lotto.models.conv_grad`, so the scan is no longer
+20x slower than per-step dispatch; `--native-conv-grads` times JAX's own
+gradients instead, for comparison).
 
   python experiments/benchmarks/train_step.py [--repeats 5] [--models lenet300,resnet20]
 """
@@ -24,7 +26,7 @@ import numpy as np
 
 from lotto.core import masks as masks_lib
 from lotto.data.inputs import InputSpec
-from lotto.models import create_model, init_variables
+from lotto.models import create_model, init_variables, layers
 from lotto.train import optim
 from lotto.train.block import make_train_block
 from lotto.train.state import create_train_state
@@ -32,7 +34,7 @@ from lotto.train.step import cross_entropy, make_train_step, model_variables
 
 SETUPS = {  # name -> (input shape, batch, steps per timed run, steps in a timed scan, optimizer)
     "lenet300": ((28, 28, 1), 60, 500, 500, "adam"),
-    "resnet20": ((32, 32, 3), 128, 6, 2, "momentum"),
+    "resnet20": ((32, 32, 3), 128, 6, 6, "momentum"),
 }
 
 
@@ -104,9 +106,14 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--models", default="lenet300,resnet20")
+  parser.add_argument("--native-conv-grads", action="store_true",
+                      help="JAX's own convolution gradients (slow inside loops on CPU)")
   args = parser.parse_args()
+  if args.native_conv_grads:
+    layers.conv_general_dilated = jax.lax.conv_general_dilated
   print(f"jax {jax.__version__} on {jax.devices()[0].platform} "
-        f"({jax.device_count()} device(s)); median of {args.repeats} repeats; steps/s")
+        f"({jax.device_count()} device(s)); median of {args.repeats} repeats; steps/s"
+        f"{'; native conv gradients' if args.native_conv_grads else ''}")
   header = (f"{'model':<10} {'batch':>5} {'dense/step':>11} {'dense/scan':>11} "
             f"{'masked/step':>12} {'masked/scan':>12} {'masked:dense(scan)':>19} "
             f"{'scan:step(masked)':>18}")
