@@ -13,7 +13,8 @@ Conventions (ALGORITHMS.md): SNIP = |theta * g| with the gradient taken on
 one class-balanced batch; GraSP keep-score = theta * Hg with logits / T,
 T = 200 (remove the smallest); grasp_abs = |theta * Hg|; SynFlow =
 |theta| * dR/d|theta| with an all-ones input, BN in eval mode, computed in
-float64 by default (x64 enabled only inside the scoring call).
+float64 by default (x64 enabled only inside the scoring call), or in float32
+with every layer rescaled by a power of two each round (`core.rescaling`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ import jax.numpy as jnp
 import optax
 
 from lotto.core import masks as masks_lib
+from lotto.core import rescaling
+from lotto.core.errors import ConfigError
 from lotto.core.registry import Registry
 from lotto.core.types import ApplyFn, Masks, Params, PyTree, Scores
 
@@ -39,7 +42,14 @@ class ScoringContext:
     apply_fn: `model.apply(variables, x, train=...)`.
     input_shape: shape of one example (for SynFlow's all-ones input).
     temperature: GraSP's logit temperature.
-    synflow_dtype: "float64" (default) or "float32".
+    synflow_dtype: "float64" (default; x64 scoped to scoring and selection),
+      "float32_rescaled" (float32 with each kernel times a power of two chosen
+      each round, so no layer leaves float32's range; every score comes out
+      times one common power of two: the ranking is plain float32's) or
+      "float32" (plain: under/overflows on deep nets). Float32 ranks like
+      float64 up to its rounding: the same masks on LeNet-300-100 and LeNet-5,
+      not on VGG-16 (BUILD_NOTES.md). On a ResNet the residual sums leave only
+      the stem and the output layer to rescale (`rescaling.ScalePlan`).
     grasp_params: what GraSP differentiates: "weights" (default: g and Hg over
       the prunable weights only, biases and norm params held fixed, as the
       authors' code and Synaptic-Flow do) or "all" (every param).
@@ -50,6 +60,8 @@ class ScoringContext:
       are; they differ only once trained, e.g. when scoring at step k).
     obd_probes: Rademacher probes of OBD's Hutchinson Hessian-diagonal
       estimate (default 10).
+    synflow_plan: the network's rescaling plan (`rescaling.scale_plan`); set
+      by `resolve_synflow`, else read from the network when scoring.
   """
   apply_fn: ApplyFn
   input_shape: tuple[int, ...]
@@ -59,8 +71,10 @@ class ScoringContext:
   prunable: PyTree = None
   synflow_abs_batch_stats: bool = False
   obd_probes: int = 10
+  synflow_plan: rescaling.ScalePlan | None = None
 
 
+SYNFLOW_DTYPES = ("float64", "float32_rescaled", "float32")
 ScoreFn = Callable[[ScoringContext, Params, Masks, PyTree, Batch, jax.Array], Scores]
 SCORES: Registry[ScoreFn] = Registry("pruning method")
 DATA_DEPENDENT = ("snip", "grasp", "grasp_abs", "obd")
@@ -114,6 +128,23 @@ def _weights_only(ctx: ScoringContext, params: Params):
                                 flags, w, params)
 
 
+def hessian_vector_product(grad_fn: Callable[[Params], Params], params: Params,
+                           vector: Params) -> Params:
+  """H v, H the Jacobian of `grad_fn` (a gradient) at `params`.
+
+  Forward-over-reverse (a JVP of the gradient along v) where the model allows
+  it; a model whose convolutions carry a custom gradient
+  (`lotto.models.conv_grad`, so XLA:CPU runs them fast in loops) cannot be
+  forward-differentiated, and takes reverse-over-reverse instead (the gradient
+  of grad . v, v held constant): the same product at about twice the cost.
+  """
+  if "custom_vjp" not in str(jax.make_jaxpr(grad_fn)(params)):  # a trace; nothing runs
+    return jax.jvp(grad_fn, (params,), (vector,))[1]
+  vector = jax.lax.stop_gradient(vector)
+  return jax.grad(lambda p: sum(jnp.vdot(a, b) for a, b in zip(
+      jax.tree.leaves(grad_fn(p)), jax.tree.leaves(vector))))(params)
+
+
 def _hessian_gradient(ctx, params, batch_stats, batch):
   """H g of the tempered loss, g its gradient (g held constant).
 
@@ -132,23 +163,6 @@ def _hessian_gradient(ctx, params, batch_stats, batch):
 @SCORES.register("grasp")
 def grasp(ctx, params, masks, batch_stats, batch, key) -> Scores:
   """theta * Hg (keep the largest = remove the smallest), logits / T."""
-def hessian_vector_product(grad_fn: Callable[[Params], Params], params: Params,
-                           vector: Params) -> Params:
-  """H v, H the Jacobian of `grad_fn` (a gradient) at `params`.
-
-  Forward-over-reverse (a JVP of the gradient along v) where the model allows
-  it; a model whose convolutions carry a custom gradient
-  (`lotto.models.conv_grad`, so XLA:CPU runs them fast in loops) cannot be
-  forward-differentiated, and takes reverse-over-reverse instead (the gradient
-  of grad . v, v held constant): the same product at about twice the cost.
-  """
-  if "custom_vjp" not in str(jax.make_jaxpr(grad_fn)(params)):  # a trace; nothing runs
-    return jax.jvp(grad_fn, (params,), (vector,))[1]
-  vector = jax.lax.stop_gradient(vector)
-  return jax.grad(lambda p: sum(jnp.vdot(a, b) for a, b in zip(
-      jax.tree.leaves(grad_fn(p)), jax.tree.leaves(vector))))(params)
-
-
   del key
   masked = masks_lib.apply(params, masks)
   hg = _hessian_gradient(ctx, masked, batch_stats, batch)
@@ -210,7 +224,11 @@ def obd(ctx, params, masks, batch_stats, batch, key) -> Scores:
 def synflow(ctx, params, masks, batch_stats, batch, key) -> Scores:
   """|theta| * dR/d|theta|, R = sum of outputs on an all-ones input (data-free).
 
-  Runs in the dtype of `params` (the scorer casts to float64 under x64).
+  Runs in the dtype of `params` (the scorer casts to float64 under x64). With
+  `ctx.synflow_dtype == "float32_rescaled"` the linearized network is first
+  rescaled by powers of two (`core.rescaling`): every score is plain float32's
+  times the same 2**E, bit for bit, so it ranks as plain float32 does (float32
+  rounding included) without leaving float32's range.
   """
   del batch, key
   dtype = jax.tree.leaves(params)[0].dtype
@@ -220,11 +238,36 @@ def synflow(ctx, params, masks, batch_stats, batch, key) -> Scores:
     stats = jax.tree.map(jnp.abs, stats)
   ones = jnp.ones((1, *ctx.input_shape), dtype)
 
-  def total(p):
-    return jnp.sum(ctx.apply_fn(_variables(p, stats), ones, train=False))
+  def forward(p, s):
+    return ctx.apply_fn(_variables(p, s), ones, train=False)
 
-  grads = jax.grad(total)(linear)
+  if ctx.synflow_dtype == "float32_rescaled":
+    plan = ctx.synflow_plan
+    if plan is None:
+      plan = rescaling.scale_plan(forward, linear, stats)
+    linear, stats = rescaling.rescale(plan, linear, stats,
+                                      rescaling.kernel_exponents(plan, linear))
+  grads = jax.grad(lambda p: jnp.sum(forward(p, stats)))(linear)
   return jax.tree.map(lambda p, g: p * g, linear, grads)
+
+
+def resolve_synflow(ctx: ScoringContext, params: Params, batch_stats: PyTree) -> ScoringContext:
+  """`ctx` checked, with the rescaling plan of this network for "float32_rescaled".
+
+  Reads only shapes (one trace of the model, no computation).
+
+  Raises:
+    ConfigError: an unknown `synflow_dtype` (listing the valid ones).
+  """
+  if ctx.synflow_dtype not in SYNFLOW_DTYPES:
+    raise ConfigError(f"unknown synflow dtype {ctx.synflow_dtype!r}; valid choices: "
+                      f"{', '.join(SYNFLOW_DTYPES)}")
+  if ctx.synflow_dtype != "float32_rescaled" or ctx.synflow_plan is not None:
+    return ctx
+  ones = jnp.ones((1, *ctx.input_shape), jnp.float32)
+  plan = rescaling.scale_plan(
+      lambda p, s: ctx.apply_fn(_variables(p, s), ones, train=False), params, batch_stats or {})
+  return dataclasses.replace(ctx, synflow_plan=plan)
 
 
 def make_scorer(method: str, ctx: ScoringContext):
@@ -235,14 +278,22 @@ def make_scorer(method: str, ctx: ScoringContext):
   `pruning.prune`), since ranking them in float32 would merge tiny scores.
 
   Raises:
-    ConfigError: unknown method (listing the valid ones).
+    ConfigError: unknown method (listing the valid ones) or SynFlow dtype.
   """
   fn = SCORES.get(method)
-  jitted = jax.jit(lambda p, m, s, b, k: fn(ctx, p, m, s, b, k))
-  if method != "synflow" or ctx.synflow_dtype == "float32":
-    return jitted
+  if method != "synflow":
+    return jax.jit(lambda p, m, s, b, k: fn(ctx, p, m, s, b, k))
+  built = {}  # the resolved context (rescaling plan) and its jitted scorer, per network
 
   def scorer(params, masks, batch_stats, batch, key):
+    signature = jax.tree.structure((params, batch_stats)), tuple(
+        (x.shape, x.dtype) for x in jax.tree.leaves((params, batch_stats)))
+    if signature not in built:
+      resolved = resolve_synflow(ctx, params, batch_stats)
+      built[signature] = resolved, jax.jit(lambda p, m, s, b, k: fn(resolved, p, m, s, b, k))
+    resolved, jitted = built[signature]
+    if resolved.synflow_dtype != "float64":
+      return jitted(params, masks, batch_stats, batch, key)
     with jax.enable_x64(True):
       params64 = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
       return jitted(params64, masks, batch_stats, batch, key)

@@ -98,7 +98,10 @@ def top_k_mask(scores: jax.Array, candidates: jax.Array, k: jax.Array) -> jax.Ar
   above = cand & (keys > threshold)
   at = cand & (keys == threshold)
   need = k - above.sum()
-  keep_at = at & (jnp.cumsum(at) <= need)
+  # The first `need` ties in flat order. A cumsum over every score costs more than the
+  # threshold search on CPU (0.24 s of 0.34 s on 14.76M), and usually every tie is kept.
+  keep_at = jax.lax.cond(at.sum(dtype=count_type) == need, lambda: at,
+                         lambda: at & (jnp.cumsum(at, dtype=count_type) <= need))
   keep = jnp.where(k > 0, above | keep_at, jnp.zeros_like(cand))
   return keep.reshape(shape)
 

@@ -82,7 +82,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.prune.ablation = "none"     # none | shuffle | shuffle_global | even | reinit | invert
   config.prune.at_step = "0it"       # score at step k of a dense run ("prune early")
   config.prune.samples_per_class = 10  # class-balanced batch for snip / grasp
-  config.prune.synflow_dtype = "float64"  # float64 | float32
+  config.prune.synflow_dtype = "float64"  # float64 | float32_rescaled | float32
   config.prune.grasp_params = "weights"  # weights (g, Hg over prunable weights) | all
   config.prune.count_rule = "round"  # round (round(d n)) | synaptic_flow (n - int((1 - d) n))
   config.prune.synflow_abs_batch_stats = False  # SynFlow on |BN running stats| (Synaptic-Flow)

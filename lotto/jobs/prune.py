@@ -25,7 +25,7 @@ from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.core.structure import Structure, check_shapes, parse_structure
 from lotto.core.rng import purpose_key
-from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, ScoringContext
+from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, SYNFLOW_DTYPES, ScoringContext
 from lotto.core.types import Masks
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job, positive_int
@@ -103,7 +103,7 @@ def prune_settings_from_config(config: ml_collections.ConfigDict,
       schedule=_choice(p.schedule, schedules.SCHEDULES, "prune.schedule"),
       ablation=_choice(p.ablation, ablations.ABLATIONS, "prune.ablation"),
       at_step=at_step, samples_per_class=p.samples_per_class,
-      synflow_dtype=_choice(p.synflow_dtype, ("float64", "float32"), "prune.synflow_dtype"),
+      synflow_dtype=_choice(p.synflow_dtype, SYNFLOW_DTYPES, "prune.synflow_dtype"),
       grasp_params=_choice(p.grasp_params, GRASP_PARAMS, "prune.grasp_params"),
       count_rule=_choice(p.count_rule, pruning.COUNT_RULES, "prune.count_rule"),
       synflow_abs_batch_stats=bool(p.synflow_abs_batch_stats),

@@ -19,7 +19,7 @@ from lotto.core import masks as masks_lib
 from lotto.core import selection
 from lotto.core.errors import ConfigError
 from lotto.core.schedules import density_schedule
-from lotto.core.scores import SCORES, ScoringContext
+from lotto.core.scores import SCORES, ScoringContext, resolve_synflow
 from lotto.core.structure import Structure
 from lotto.core.types import Masks, Params, Prunable, PyTree
 from lotto.runtime.devices import conv_net_on_cpu
@@ -99,6 +99,8 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
   """
   fn = SCORES.get(method)
   selection.check_options(scope, normalization)
+  if method == "synflow":
+    ctx = resolve_synflow(ctx, params, batch_stats)  # checked; the float32 rescaling plan
   rounds = default_iterations(method) if iterations in (None, 0) else iterations
   batch_stats = batch_stats or {}
   names = masks_lib.leaf_names(masks)

@@ -8,9 +8,11 @@ import optax
 import pytest
 
 from lotto.core import masks as masks_lib
+from lotto.core import rescaling
+from lotto.core.errors import ConfigError
 from lotto import pruning
 from lotto.models import create_model
-from lotto.core.scores import SCORES, ScoringContext, make_scorer
+from lotto.core.scores import SCORES, ScoringContext, make_scorer, resolve_synflow
 from lotto.models import init_variables
 
 
@@ -231,3 +233,72 @@ def test_synflow_on_absolute_batch_norm_statistics():
   # depend on them: the linearized net is linear in its weights downstream).
   assert not np.allclose(np.asarray(score(absolute, stats)["output"]["kernel"]),
                          np.asarray(score(plain, stats)["output"]["kernel"]), rtol=1e-3)
+
+
+class SmallConvBN(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    for i, features in enumerate((4, 6)):
+      x = nn.Conv(features, (3, 3), name=f"conv_{i}")(x)
+      x = nn.BatchNorm(use_running_average=not train, name=f"bn_{i}")(x)
+      x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+    x = nn.relu(nn.Dense(8, name="fc")(x.reshape((x.shape[0], -1))))
+    return nn.Dense(3, name="output")(x)
+
+
+def test_rescaled_synflow_is_plain_float32_times_one_power_of_two():
+  # Biases, BN shifts and running means are scaled with the activation they are added to
+  # (prod_{j <= l} c_j), BN scales and variances not at all, kernel l by c_l = 2**e_l: then
+  # every score of every leaf (prunable or not) is the plain float32 score times 2**E, bit
+  # for bit (a power of two rounds nothing), with E = sum(e) here.
+  model = SmallConvBN()
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 2)))
+  leaves, treedef = jax.tree.flatten(shapes)
+  # Every leaf uniform in [-3, 3] (variances in [0, 3]): nonzero biases, BN shifts and means.
+  rng = np.random.default_rng(1)
+  variables = jax.tree.unflatten(treedef, [rng.uniform(-3, 3, x.shape).astype(np.float32)
+                                           for x in leaves])
+  params = variables["params"]
+  stats = {name: {"mean": s["mean"], "var": np.abs(s["var"])}
+           for name, s in variables["batch_stats"].items()}
+  masks = masks_lib.ones_like(params)
+  ctx = resolve_synflow(ScoringContext(model.apply, (8, 8, 2), synflow_dtype="float32_rescaled"),
+                        params, stats)
+  plan = ctx.synflow_plan
+  assert plan.complete
+  # Coefficients over the kernels (conv_0, conv_1, fc, output in flattening order).
+  names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+  coefficients = dict(zip(names, plan.params))
+  assert coefficients["['bn_1']['bias']"] == (1, 1, 0, 0)  # beta: after conv_0 and conv_1
+  assert coefficients["['bn_1']['scale']"] == (0, 0, 0, 0)
+  assert coefficients["['conv_1']['kernel']"] == (0, 1, 0, 0)
+  assert coefficients["['output']['bias']"] == (1, 1, 1, 1)
+  assert plan.stats == ((1, 0, 0, 0), (0, 0, 0, 0), (1, 1, 0, 0), (0, 0, 0, 0))  # mean, var
+  plain = make_scorer("synflow", ScoringContext(model.apply, (8, 8, 2), synflow_dtype="float32"))(
+      params, masks, stats, None, None)
+  rescaled = make_scorer("synflow", ctx)(params, masks, stats, None, None)
+  exponents = jax.jit(rescaling.kernel_exponents, static_argnums=0)(
+      plan, jax.tree.map(jnp.abs, params))
+  assert int(jnp.sum(jnp.abs(exponents))) > 4  # a real rescaling
+  power = 2.0 ** int(rescaling.output_exponent(plan, exponents))
+  for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(rescaled)):
+    assert b.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(a, np.float64) * power, np.asarray(b, np.float64))
+
+
+def test_residual_sums_freeze_the_kernels_inside_the_blocks():
+  # x + F(x): F's kernels must keep the scale of x, so only the stem and the output layer
+  # are rescaled.
+  model = create_model("resnet20", 10)
+  # The plan needs only shapes.
+  params, stats = jax.eval_shape(
+      lambda: init_variables(model, jax.random.PRNGKey(0), (32, 32, 3)))
+  rescaled = ScoringContext(model.apply, (32, 32, 3), synflow_dtype="float32_rescaled")
+  plan = resolve_synflow(rescaled, params, stats).synflow_plan
+  names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+  free = [names[i] for i, frozen in zip(plan.kernels, plan.frozen) if not frozen]
+  assert free == ["['output']['kernel']", "['stem_conv']['kernel']"]
+  assert not plan.complete
+  with pytest.raises(ConfigError, match="unknown synflow dtype 'float16'; valid choices: float64"):
+    resolve_synflow(ScoringContext(model.apply, (32, 32, 3), synflow_dtype="float16"), params,
+                    stats)
