@@ -8,6 +8,8 @@ Kernels (`KERNELS`; each `compress_*(weights, mask, structure)` and `*_matmul(la
   block   block masks: kept dense tiles, batched matmul, scatter-add
   nm      N:M masks: n values and indices per group of m inputs (gather)
   radix   RadiX-Nets: sums of cyclically shifted inputs, read off the mask
+`graph_challenge`: the GraphChallenge sparse-DNN inference (Kepner et al. 2019) on RadiX-Net
+layers, with its dense reference and synthetic inputs.
 Imports only `lotto.core` (DESIGN.md); `lotto.jobs.export` reads finished runs.
 """
 from lotto.sparse.bcoo import BcooLayer, bcoo_matmul, compress_bcoo
