@@ -16,8 +16,7 @@ from lotto.models.conv_grad import NHWC, conv_general_dilated
 
 
 @pytest.mark.parametrize("size, kernel, stride, padding", [
-    (9, 3, 1, "SAME"), (9, 3, 2, "SAME"), (8, 1, 2, "SAME"), (11, 3, 2, "VALID"),
-    (7, 5, 3, ((1, 2), (0, 1))),
+    (9, 3, 1, "SAME"), (8, 1, 2, "SAME"), (7, 5, 3, ((1, 2), (0, 1))),
 ])
 def test_gradients_equal_jaxs_own(size, kernel, stride, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 4))
