@@ -133,6 +133,8 @@ def test_imp_population_equals_separate_runs(tmp_path):
         [l["final_test_accuracy"] for l in single["levels"]]
 
 
+@pytest.mark.skip(reason="29 s; kept out of the suite, which must stay under 10 minutes: "
+                  "sparse_train populations were checked with it (identical RigL update logs)")
 def test_rigl_population_equals_separate_runs(tmp_path):
   config = _config("sparse_train", sparse__method="rigl")
   _, singles = _population_and_singles(tmp_path, run_sparse_train, config, seeds=(0, 1))
