@@ -81,15 +81,7 @@ def write_json(path: str, payload: Any) -> None:
   Raises:
     StorageError: the write failed.
   """
-  if not is_main_process():
-    return
-
-  def write(tmp: str) -> None:
-    with files.open_file(tmp, "w") as handle:
-      json.dump(payload, handle, indent=2, sort_keys=True)
-      handle.write("\n")
-
-  _write_atomically(path, write)
+  write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str) -> Any:
@@ -302,14 +294,7 @@ def write_results(workdir: str, results: dict) -> str:
 
 def write_text(path: str, text: str) -> None:
   """Writes a text file (a report) on the main process, atomically."""
-  if not is_main_process():
-    return
-
-  def write(tmp: str) -> None:
-    with files.open_file(tmp, "w") as handle:
-      handle.write(text)
-
-  _write_atomically(path, write)
+  write_bytes(path, text.encode())
 
 
 def write_bytes(path: str, data: bytes) -> None:
@@ -329,17 +314,10 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 def write_masks(path: str, masks: Masks) -> None:
-  """Saves masks (`core.masks.save`, atomic .npz) on the main process."""
-  if not is_main_process():
-    return
-
-  def write(tmp: str) -> None:
-    buffer = io.BytesIO()
-    masks_lib.save(buffer, masks)
-    with files.open_file(tmp, "wb") as handle:
-      handle.write(buffer.getvalue())
-
-  _write_atomically(path, write)
+  """Saves masks (`core.masks.save`, an .npz) atomically on the main process."""
+  buffer = io.BytesIO()
+  masks_lib.save(buffer, masks)
+  write_bytes(path, buffer.getvalue())
 
 
 LAYER_REPORT_FILE = "layer_report.txt"
