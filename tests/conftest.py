@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny config, a per-session MNIST-1D cache, a shared compilation cache."""
+"""Shared fixtures: the tiny config, a per-session MNIST-1D cache, a shared compilation cache,
+and XLA:CPU at -O0 (the suite is compile-bound)."""
 from __future__ import annotations
 
 import importlib.util
@@ -31,7 +32,19 @@ _COMPILE_CACHE_ENV = {
 }
 
 
+# The suite is compile-bound: most tests run a few steps of programs compiled for them.
+# LLVM at -O0 compiles XLA:CPU executables about twice as fast and runs them slower, which
+# took the suite from 511 s to 386 s on 2 cores (BUILD_NOTES.md, "Test suite"). Every
+# comparison in the suite is between runs under the same flags (subprocesses inherit them),
+# and the suite passes at the default level too (XLA_FLAGS=--xla_backend_optimization_level=2
+# overrides this). Benchmarks and jobs run at XLA's default optimization level.
+_TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
+
+
 def pytest_configure(config):
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_backend_optimization_level" not in flags:  # before JAX creates its CPU backend
+    os.environ["XLA_FLAGS"] = f"{flags} {_TEST_XLA_FLAG}".strip()
   if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller; workers inherit it
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="lotto-test-jax-cache-")
     config.lotto_created_compile_cache = os.environ["JAX_COMPILATION_CACHE_DIR"]

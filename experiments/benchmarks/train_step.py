@@ -10,7 +10,8 @@ iteration from Python, "scan" runs the whole block as one compiled lax.scan.
 ResNet-20 runs 6 steps per timing (its convolutions' gradients are in
 XLA:CPU's canonical form, `lotto.models.conv_grad`, so the scan is no longer
 20x slower than per-step dispatch; `--native-conv-grads` times JAX's own
-gradients instead, for comparison).
+gradients instead, for comparison). When torch is installed, the ResNet-20 row
+is followed by the same-sitting PyTorch figure from `torch_resnet20.py`.
 
   python experiments/benchmarks/train_step.py [--repeats 5] [--models lenet300,resnet20]
 """
@@ -24,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import torch_resnet20
 from lotto.core import masks as masks_lib
 from lotto.data.inputs import InputSpec
 from lotto.models import create_model, init_variables, layers
@@ -124,6 +126,17 @@ def main() -> None:
           f"{r['masked_per_step']:>12.1f} {r['masked_scan']:>12.1f} "
           f"{r['masked_scan'] / r['dense_scan']:>19.2f} "
           f"{r['masked_scan'] / r['masked_per_step']:>18.2f}", flush=True)
+    if name == "resnet20":
+      batch = SETUPS[name][1]
+      torch_rate = torch_resnet20.images_per_second(args.repeats)
+      line = (f"resnet20 images/s: lotto masked per-step {r['masked_per_step'] * batch:.1f}, "
+              f"scan {r['masked_scan'] * batch:.1f}")
+      if torch_rate is None:
+        line += "; torch not installed (no same-sitting PyTorch figure)"
+      else:
+        line += (f"; PyTorch eager (torch_resnet20.py) {torch_rate:.1f}; lotto:torch "
+                 f"{max(r['masked_per_step'], r['masked_scan']) * batch / torch_rate:.2f}")
+      print(line, flush=True)
 
 
 if __name__ == "__main__":
