@@ -36,8 +36,8 @@ _COMPILE_CACHE_ENV = {
 # LLVM at -O0 compiles XLA:CPU executables about twice as fast and runs them slower, which
 # took the suite from 511 s to 386 s on 2 cores (BUILD_NOTES.md, "Test suite"). Every
 # comparison in the suite is between runs under the same flags (subprocesses inherit them),
-# and the suite passes at the default level too (XLA_FLAGS=--xla_backend_optimization_level=2
-# overrides this). Benchmarks and jobs run at XLA's default optimization level.
+# and the suite passes at XLA's default level too (a level set in XLA_FLAGS is kept).
+# Benchmarks and jobs run at XLA's default optimization level.
 _TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
 
 

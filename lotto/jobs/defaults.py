@@ -53,7 +53,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.eval_every = "100it"  # evaluation (and block) interval
   config.train.checkpoint_every = "500it"  # resume points
   config.train.save_at = ()          # extra kept checkpoints, e.g. ("500it",)
-  config.train.loop = "auto"         # scan | step | auto (step for conv nets on CPU)
+  config.train.loop = "auto"         # scan | step | auto (scan)
   config.train.verbose = 1           # 0 quiet | 1 progress bar, a line per run | 2 a line per eval
   config.train.tensorboard = True    # TensorBoard event files in each run's directory
   config.train.on_nan = "stop"       # stop (exit 3, results.json says diverged) | continue

@@ -3,10 +3,11 @@
 - The data-parallel mesh (`create_mesh`) and how arrays are placed on it:
   replicated state and data (`replicate`), sharded batch indices
   (`shard_rows`).
-- The CPU-convolution loop policy (`conv_net_on_cpu`, `choose_train_loop`):
-  XLA:CPU convolutions lose their fast path inside compiled loops (scan,
-  fori_loop; BUILD_NOTES.md), so conv nets on CPU dispatch one compiled step
-  (or pruning round) at a time.
+- The train-loop policy (`choose_train_loop`): "auto" is one compiled
+  `lax.scan` per block on every backend. (Conv nets on CPU used to dispatch
+  one step at a time: XLA:CPU ran JAX's convolution gradients 7-60x slower
+  inside loops; `models.conv_grad` writes them in the form XLA:CPU keeps fast,
+  and the scan is now 1.12x faster than dispatch on ResNet-20; BUILD_NOTES.md.)
 - The process-0 rule: only the main process writes files and prints
   (`is_main_process`, `note`), as in big_vision's `write_note`.
 - Meshes over several processes (`runtime.distributed`): replicated values
@@ -116,20 +117,12 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec("data"))
 
 
-def conv_net_on_cpu(params: PyTree) -> bool:
-  """True for a model with conv kernels (ndim 4) on the CPU backend."""
-  has_conv = any(getattr(p, "ndim", 0) == 4 for p in jax.tree.leaves(params))
-  return has_conv and jax.default_backend() == "cpu"
-
-
-def choose_train_loop(loop: str, params: PyTree) -> str:
-  """Resolves `train.loop`: "auto" is "step" for conv nets on CPU, else "scan".
+def choose_train_loop(loop: str) -> str:
+  """Resolves `train.loop`: "auto" is "scan" (one compiled block), "step" on request.
 
   Raises:
     ConfigError: an unknown loop name.
   """
   if loop not in TRAIN_LOOPS:
     raise ConfigError(f"unknown train.loop {loop!r}; valid choices: {', '.join(TRAIN_LOOPS)}")
-  if loop != "auto":
-    return loop
-  return "step" if conv_net_on_cpu(params) else "scan"
+  return "scan" if loop == "auto" else loop

@@ -25,10 +25,9 @@ def make_train_block(step_fn: StepFn, loop: str = "scan",
   Args:
     step_fn: from `step.make_train_step`.
     loop: "scan" compiles the whole block as one `lax.scan`; "step" jits one
-      step (batch gathered on device) and calls it per step from Python. On
-      XLA:CPU, convolutions inside a scan body run ~20x slower than in a
-      standalone jitted step (measured on ResNet-20; see BUILD_NOTES.md), so
-      conv nets on CPU use "step" (`runtime.devices.choose_train_loop`).
+      step (batch gathered on device) and calls it per step from Python (one
+      compile for blocks of any length). `train.loop=auto` is "scan"
+      (`runtime.devices.choose_train_loop`).
     first_step_fn: if given, the block's first step runs this instead (the
       step with the mask-update seam), the others `step_fn`. The Trainer
       starts a block at every mask-update step, so the update's `lax.cond` is

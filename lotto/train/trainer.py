@@ -67,7 +67,7 @@ class Trainer:
         exp.model.apply, exp.tx, exp.schedule, inputs, mask_update=mask_update, mesh=exp.mesh)
     # Blocks start at every mask-update step; only a block's first step carries the update.
     self._update_steps = tuple(mask_update.due_steps) if mask_update is not None else ()
-    self.loop = devices.choose_train_loop(exp.loop, exp.params_shape)
+    self.loop = devices.choose_train_loop(exp.loop)
     self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn,
                                    population=self.population)
     self._evaluate = make_eval_fn(exp.model.apply, inputs, population=self.population)
