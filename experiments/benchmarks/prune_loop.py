@@ -11,6 +11,11 @@ prunable layer (0: layer collapse).
   python experiments/benchmarks/prune_loop.py --model vgg16_bn --classes 100 --rounds 100 \\
       --loops dispatch --dtypes float32_rescaled,float64 --repeats 1
 
+Same sitting with a PyTorch loop of our own (`--torch`, needs torch):
+
+  python experiments/benchmarks/prune_loop.py --model vgg16_bn --classes 100 --rounds 100 \\
+      --loops fori --dtypes float32_rescaled,float64 --repeats 1 --torch
+
 The collapse-free limit (100 rounds keep one weight in each of VGG-16's 14 layers, as
 ALGORITHMS.md expects of SynFlow with zero biases; "min layer" must be 1):
 
@@ -26,6 +31,7 @@ import time
 import jax
 import numpy as np
 
+import torch_synflow
 from lotto import pruning
 from lotto.core import masks as masks_lib
 from lotto.core.scores import ScoringContext
@@ -44,6 +50,8 @@ def main() -> None:
   parser.add_argument("--density", default="0.01",
                       help="final density, or 'max': one weight per prunable layer")
   parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--torch", action="store_true",
+                      help="then time torch_synflow.py's PyTorch loop (VGG-16-BN, float64)")
   args = parser.parse_args()
   shape = (32, 32, 3)
   model = create_model(args.model, args.classes, args.init)
@@ -75,6 +83,12 @@ def main() -> None:
               for a, b in zip(jax.tree.leaves(masks), jax.tree.leaves(runs["float64"]))))
           print(f"{args.model:<10} {loop:<9} {dtype:<16} {rounds:>6} {seconds:>8.2f} "
                 f"{masks_lib.density(masks, prunable):>10.3g} {fewest:>9} {same:>5}", flush=True)
+  if args.torch:
+    for rounds in (int(r) for r in args.rounds.split(",")):
+      result = torch_synflow.synflow_seconds(rounds, density)
+      print("torch not installed" if result is None else
+            f"PyTorch (torch_synflow.py, VGG-16-BN, float64, eager) {rounds} rounds: "
+            f"{result[0]:.2f} s", flush=True)
 
 
 if __name__ == "__main__":
