@@ -63,6 +63,28 @@ def test_top_k_mask_matches_a_stable_sort_oracle(dtype, k):
   np.testing.assert_array_equal(kept, expected)
 
 
+@pytest.mark.parametrize("k", [1, 40, 41, 42, 45, 60, 61, 2500])
+def test_float64_keys_that_share_their_top_32_bits(k):
+  # Float64 scores that only the low 32 bits of their keys tell apart (the last two radix
+  # passes): a cluster of 21 scores within 2e-11 of 1.0 (k = 41 .. 61 land inside it);
+  # the rest are continuous (and zeros) below it.
+  rng = np.random.default_rng(k)
+  values = 0.9 * rng.random(5000) * 10.0 ** -rng.integers(0, 30, 5000)  # below the cluster
+  values[rng.random(5000) < 0.3] = 0.0
+  values[:40] = 2.0 + rng.random(40)  # the 40 highest
+  values[100:121] = 1.0 + np.arange(21)[::-1] * 1e-12  # ranks 41 .. 61, top 32 bits equal
+  cand = np.ones(5000, bool)
+  with jax.enable_x64(True):
+    kept = np.asarray(selection.top_k_mask(jnp.asarray(values, jnp.float64), jnp.asarray(cand),
+                                           jnp.asarray(k)))
+  order = np.lexsort((np.arange(5000), -values))
+  expected = np.zeros(5000, bool)
+  expected[order[:k]] = True
+  np.testing.assert_array_equal(kept, expected)
+  if 41 <= k <= 61:  # the cluster is kept from its highest score down
+    assert kept[100:121].sum() == k - 40 and kept[100:100 + k - 40].all()
+
+
 def test_selection_keeps_the_highest_scores():
   scores = jax.random.normal(jax.random.PRNGKey(1), (1000,))
   kept = selection.top_k_mask(scores, jnp.ones(1000, bool), 137)
