@@ -1,4 +1,5 @@
-"""Run files: atomic JSON, the config check, and the rule that only process 0 writes or prints."""
+"""Run files: atomic JSON, the config check, the rule that only process 0 writes or prints,
+and the train-loop policy."""
 import jax
 import jax.numpy as jnp
 import pytest
@@ -35,3 +36,12 @@ def test_only_the_main_process_writes_or_prints(tmp_path, monkeypatch, capsys):
   devices.note("progress")
   assert runs.read_json(str(tmp_path / "a.json")) == {"x": 1}
   assert capsys.readouterr().out == "progress\n"
+
+
+def test_train_loop_auto_is_a_scan_and_a_bad_loop_is_a_one_line_error():
+  # Conv nets too: their gradients are canonical (models.conv_grad), so scanning is faster.
+  assert devices.choose_train_loop("auto") == "scan"
+  assert devices.choose_train_loop("step") == "step"
+  with pytest.raises(ConfigError, match=r"^unknown train.loop 'while'; valid choices: auto, "
+                                        r"scan, step$"):
+    devices.choose_train_loop("while")
