@@ -15,11 +15,12 @@ from lotto.core.scores import hessian_vector_product
 from lotto.models.conv_grad import NHWC, conv_general_dilated
 
 
-@pytest.mark.parametrize("size, kernel, stride, padding", [
-    (9, 3, 1, "SAME"), (8, 1, 2, "SAME"), (7, 5, 3, ((1, 2), (0, 1))),
+# Batch 37: the kernel gradient is summed over chunks of 16, 16 and 5 examples.
+@pytest.mark.parametrize("batch, size, kernel, stride, padding", [
+    (37, 9, 3, 1, "SAME"), (3, 8, 1, 2, "SAME"), (37, 7, 5, 3, ((1, 2), (0, 1))),
 ])
-def test_gradients_equal_jaxs_own(size, kernel, stride, padding):
-  x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, 4))
+def test_gradients_equal_jaxs_own(batch, size, kernel, stride, padding):
+  x = jax.random.normal(jax.random.PRNGKey(0), (batch, size, size, 4))
   w = jax.random.normal(jax.random.PRNGKey(1), (kernel, kernel, 4, 5))
 
   def loss(conv):
@@ -28,8 +29,8 @@ def test_gradients_equal_jaxs_own(size, kernel, stride, padding):
 
   mine = jax.jit(jax.grad(loss(conv_general_dilated), (0, 1)))(x, w)
   theirs = jax.jit(jax.grad(loss(lax.conv_general_dilated), (0, 1)))(x, w)
-  for a, b in zip(mine, theirs):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+  for a, b in zip(mine, theirs):  # float32 sums over up to 37 x 81 terms, in another order
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
   np.testing.assert_array_equal(  # the forward pass is lax's own
       np.asarray(conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=NHWC)),
       np.asarray(lax.conv_general_dilated(x, w, (stride, stride), padding,
