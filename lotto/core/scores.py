@@ -181,8 +181,10 @@ def hutchinson_hessian_diagonal(loss_fn: Callable[[Params], jax.Array], params: 
 
   Unbiased: E[z_i (Hz)_i] = H_ii because E[z_i z_j] = 0 for i != j; the
   variance of one probe at i is sum_{j != i} H_ij**2, so it is exact for a
-  diagonal Hessian. Each H z is one forward-over-reverse product (a JVP of the
-  gradient); probe p draws z from `fold_in(key, p)`, one stream per leaf.
+  diagonal Hessian. Each H z is one Hessian-vector product
+  (`hessian_vector_product`: forward-over-reverse, or reverse-over-reverse
+  through `conv_grad`'s convolutions); probe p draws z from `fold_in(key, p)`,
+  one stream per leaf.
   """
   if not isinstance(probes, int) or isinstance(probes, bool) or probes < 1:
     raise ValueError(f"probes must be a positive integer; got {probes!r}")

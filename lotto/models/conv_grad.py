@@ -33,6 +33,12 @@ NHWC = ("NHWC", "HWIO", "NHWC")
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
+# Examples per kernel-gradient convolution: XLA:CPU's correlation over the batch runs
+# 1.6-2.5x faster in chunks of 16 examples than over a batch of 128 (BUILD_NOTES.md:
+# 8 chunks were best or near it on every ResNet-20 layer shape; 32 chunks varied).
+KERNEL_GRAD_CHUNK = 16
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def canonical_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
                    pads: Pads) -> jax.Array:
@@ -55,18 +61,10 @@ def _backward(strides, pads, residuals, grad):
       grad, flipped, (1, 1),
       [(sizes[d] - 1 - pads[d][0], sizes[d] - 1 - pads[d][1] + spare[d]) for d in (0, 1)],
       lhs_dilation=strides, dimension_numbers=NHWC)
-  grad_kernel = None
-  for start in range(0, x.shape[0], KERNEL_GRAD_CHUNK):
-    part = _kernel_gradient(x[start:start + KERNEL_GRAD_CHUNK],
+  parts = [_kernel_gradient(x[start:start + KERNEL_GRAD_CHUNK],
                             grad[start:start + KERNEL_GRAD_CHUNK], strides, pads, sizes)
-    grad_kernel = part if grad_kernel is None else grad_kernel + part
-  return grad_x, grad_kernel
-
-
-# Examples per kernel-gradient convolution: XLA:CPU's correlation over the batch runs
-# 1.6-2.5x faster in chunks of 16 examples than over a batch of 128 (BUILD_NOTES.md:
-# 8 chunks were best or near it on every ResNet-20 layer shape; 32 chunks varied).
-KERNEL_GRAD_CHUNK = 16
+           for start in range(0, x.shape[0], KERNEL_GRAD_CHUNK)]
+  return grad_x, functools.reduce(jnp.add, parts)
 
 
 def _kernel_gradient(x, grad, strides, pads, sizes):

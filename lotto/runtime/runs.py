@@ -314,7 +314,13 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 def write_masks(path: str, masks: Masks) -> None:
-  """Saves masks (`core.masks.save`, an .npz) atomically on the main process."""
+  """Saves masks (`core.masks.save`, an .npz) atomically on the main process.
+
+  Other processes return before reading the masks: a mask spread over several
+  processes cannot be read whole on any but through the collective save.
+  """
+  if not is_main_process():
+    return
   buffer = io.BytesIO()
   masks_lib.save(buffer, masks)
   write_bytes(path, buffer.getvalue())

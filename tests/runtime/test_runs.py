@@ -21,6 +21,13 @@ def test_workdir_of_another_config_is_refused_and_the_same_one_resumes(tmp_path)
   assert runs.config_hash(config) != runs.config_hash({**config, "seed": 1})
 
 
+class _Unreadable:
+  """A mask that fails when read, as one spread over other processes would."""
+
+  def __array__(self, *args, **kwargs):
+    raise AssertionError("a non-main process read the masks")
+
+
 def test_only_the_main_process_writes_or_prints(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(jax, "process_index", lambda: 1)
   assert not devices.is_main_process()
@@ -28,6 +35,7 @@ def test_only_the_main_process_writes_or_prints(tmp_path, monkeypatch, capsys):
   runs.write_json(str(tmp_path / "a.json"), {"x": 1})
   runs.write_text(str(tmp_path / "b.txt"), "text")
   runs.write_masks(str(tmp_path / "masks.npz"), {"w": jnp.ones(3, bool)})
+  runs.write_masks(str(tmp_path / "masks.npz"), {"w": _Unreadable()})  # not even read
   runs.write_layer_report(str(tmp_path), {"w": jnp.ones((2, 2), bool)}, {"w": True})
   devices.note("progress")
   assert list(tmp_path.iterdir()) == [] and capsys.readouterr().out == ""
