@@ -16,13 +16,10 @@ import statistics
 import time
 
 
-def images_per_second(repeats: int = 5, steps: int = 6, batch: int = 128) -> float | None:
-  """Median images/s of `steps` training steps over `repeats` timings; None without torch."""
-  try:
-    import torch
-    from torch import nn
-  except ImportError:
-    return None
+def resnet20():
+  """The PyTorch ResNet-20 (CIFAR, 10 classes, seed 0), in train mode; needs torch."""
+  import torch
+  from torch import nn
 
   class Block(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int):
@@ -48,7 +45,17 @@ def images_per_second(repeats: int = 5, steps: int = 6, batch: int = 128) -> flo
       cin = width
   layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
   torch.manual_seed(0)
-  model = nn.Sequential(*layers).train()
+  return nn.Sequential(*layers).train()
+
+
+def images_per_second(repeats: int = 5, steps: int = 6, batch: int = 128) -> float | None:
+  """Median images/s of `steps` training steps over `repeats` timings; None without torch."""
+  try:
+    import torch
+    from torch import nn
+  except ImportError:
+    return None
+  model = resnet20()
   optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
   loss_fn = nn.CrossEntropyLoss()
   x = torch.randn(batch * 4, 3, 32, 32)
