@@ -1,9 +1,10 @@
-"""The layout of DESIGN.md, enforced: which folder may import which, and where configs are read.
+"""README.md's architecture map, enforced: which folder imports which, and where configs are read.
 
 Every import statement of every module under lotto/ (including imports inside
-functions) is parsed with `ast`; the rules below are DESIGN.md's module map,
-with the two deviations argued in BUILD_NOTES.md (pruning -> runtime.devices
-for the CPU loop policy, train -> data for the batch order and inputs).
+functions) is parsed with `ast`; the rules below are README.md's map, with the
+deviation argued in BUILD_NOTES.md (train -> data for the batch order and
+inputs). pruning may still import runtime, though it no longer does (the CPU
+loop policy that needed runtime.devices is gone).
 """
 import ast
 import pathlib

@@ -17,7 +17,7 @@ Same sitting with a PyTorch loop of our own (`--torch`, needs torch):
       --loops fori --dtypes float32_rescaled,float64 --repeats 1 --torch
 
 The collapse-free limit (100 rounds keep one weight in each of VGG-16's 14 layers, as
-ALGORITHMS.md expects of SynFlow with zero biases; "min layer" must be 1):
+Tanaka et al. 2020 expect of iterative SynFlow with zero biases; "min layer" must be 1):
 
   python experiments/benchmarks/prune_loop.py --model vgg16_bn --classes 100 --rounds 100 \\
       --loops dispatch --dtypes float32_rescaled,float64 --init kaiming --density max \\

@@ -1,4 +1,4 @@
-"""Lottery tickets on MNIST-1D against the authors' notebook (REFERENCE.md).
+"""Lottery tickets on MNIST-1D against the authors' notebook (Greydanus, arXiv:2011.14439).
 
 The notebook's recipe: MLP 40-500-500-10, Adam lr 2e-2, batch 100, 1500
 steps per round, layerwise pruning, rewind to initialization. Here 20% of

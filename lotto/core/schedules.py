@@ -43,7 +43,7 @@ def cubic_density(step: jax.Array, begin: int, end: int, initial: float | jax.Ar
   p is clipped to [0, 1], so the density is `initial` up to `begin` and
   `final` from `end` on; with `begin == end` (one-shot pruning) it is
   `final` from `begin` on. In sparsity terms this is s_t = s_f + (s_i - s_f)
-  * (1 - p)**3 of ALGORITHMS.md.
+  * (1 - p)**3 of Zhu & Gupta (2017, arXiv:1710.01878).
   """
   step = jnp.asarray(step, jnp.float32)
   if end == begin:

@@ -9,7 +9,7 @@ get scores too; selection ignores them). `make_scorer` returns the jitted
 function, built once per (method, model), so calling it again with the same
 shapes never retraces.
 
-Conventions (ALGORITHMS.md): SNIP = |theta * g| with the gradient taken on
+Conventions (README.md, "Conventions"): SNIP = |theta * g| with the gradient taken on
 one class-balanced batch; GraSP keep-score = theta * Hg with logits / T,
 T = 200 (remove the smallest); grasp_abs = |theta * Hg|; SynFlow =
 |theta| * dR/d|theta| with an all-ones input, BN in eval mode, computed in

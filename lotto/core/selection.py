@@ -196,7 +196,7 @@ def prune_fraction_open_lth(scores: Scores, masks: Masks, prunable: Prunable,
 
   Applied level after level to each level's survivors (recursively, as
   open_lth does), LeNet-300-100 global f = 0.2 keeps 212,959, 170,366,
-  136,291, 109,031, ... 3,062 at level 20 (ALGORITHMS.md). Only for
+  136,291, 109,031, ... 3,062 at level 20 (README.md, "Conventions"). Only for
   reproducing open_lth's numbers.
 
   Args:

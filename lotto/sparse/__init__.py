@@ -10,7 +10,7 @@ Kernels (`KERNELS`; each `compress_*(weights, mask, structure)` and `*_matmul(la
   radix   RadiX-Nets: sums of cyclically shifted inputs, read off the mask
 `graph_challenge`: the GraphChallenge sparse-DNN inference (Kepner et al. 2019) on RadiX-Net
 layers, with its dense reference and synthetic inputs.
-Imports only `lotto.core` (DESIGN.md); `lotto.jobs.export` reads finished runs.
+Imports only `lotto.core` (README.md, "Architecture"); `lotto.jobs.export` reads finished runs.
 """
 from lotto.sparse.bcoo import BcooLayer, bcoo_matmul, compress_bcoo
 from lotto.sparse.block import BlockLayer, block_matmul, compress_block, detect_block

@@ -8,7 +8,7 @@ per radix. Within a list the place value p starts at 1 and is multiplied by
 each radix in turn; the layer of radix r at place value p connects neuron i
 to neuron j iff j = (i + d * p) mod N for some d in 0..r-1. The Kronecker
 product with all-ones blocks, A_l = ones(B_l, B_{l+1}) kron W_l, widens layer
-l to B_l * N neurons (ALGORITHMS.md).
+l to B_l * N neurons (README.md, "Conventions").
 """
 from __future__ import annotations
 

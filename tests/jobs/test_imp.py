@@ -79,7 +79,7 @@ def test_open_lth_compat_counts_follow_open_lth_level_after_level():
   exp = _fake_experiment("lenet300", (784,))
   settings = imp_lib.imp_settings_from_config(config, exp)
   kept = [masks_lib.count(m, settings.prunable)[0] for m in _imp_levels(exp, settings, 20)]
-  # ALGORITHMS.md: A_L = A_{L-1} - ceil(0.2 A_{L-1}) - 1, open_lth's LeNet-300-100 sequence.
+  # A_L = A_{L-1} - ceil(0.2 A_{L-1}) - 1, open_lth's LeNet-300-100 sequence (README: Conventions).
   assert kept[:5] == [266_200, 212_959, 170_366, 136_291, 109_031]
   assert kept[20] == 3_062
 
