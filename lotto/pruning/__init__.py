@@ -4,6 +4,6 @@ The scores, selection, schedules, distributions and ablations they combine
 are pure functions in `lotto.core`; this package runs them single-shot or
 iteratively (one compiled `fori_loop`, or one compiled round per round).
 """
-from lotto.pruning.driver import COUNT_RULES, LOOPS, default_iterations, prune, round_counts
+from lotto.pruning.at_init import COUNT_RULES, LOOPS, default_iterations, prune, round_counts
 
 __all__ = ["COUNT_RULES", "LOOPS", "default_iterations", "prune", "round_counts"]

@@ -13,9 +13,9 @@ layers, with its dense reference and synthetic inputs.
 Imports only `lotto.core` (README.md, "Architecture"); `lotto.jobs.export` reads finished runs.
 """
 from lotto.sparse.bcoo import BcooLayer, bcoo_matmul, compress_bcoo
-from lotto.sparse.block import BlockLayer, block_matmul, compress_block, detect_block
+from lotto.sparse.block_sparse import BlockLayer, block_matmul, compress_block, detect_block
 from lotto.sparse.dense import DenseLayer, compress_dense, dense_matmul
-from lotto.sparse.export import (COMPRESSED_FILE, load_compressed, read_header,
+from lotto.sparse.serialize import (COMPRESSED_FILE, load_compressed, read_header,
                                  save_compressed)
 from lotto.sparse.gather import GatherLayer, compress_gather, gather_matmul
 from lotto.sparse.kernels import (AUTO, KERNEL_NAMES, KERNELS, choose_kernel, compress_layer,

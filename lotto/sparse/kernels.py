@@ -15,7 +15,7 @@ import numpy as np
 from lotto.core.errors import ConfigError
 from lotto.core.registry import Registry
 from lotto.core.structure import Structure
-from lotto.sparse import bcoo, block, dense, gather, nm, radix
+from lotto.sparse import bcoo, block_sparse, dense, gather, nm, radix
 from lotto.sparse.layer import check_kernel
 
 AUTO = "auto"
@@ -46,7 +46,8 @@ for _kernel in (Kernel("dense", dense.compress_dense, dense.dense_matmul, dense.
                 Kernel("bcoo", bcoo.compress_bcoo, bcoo.bcoo_matmul, bcoo.BcooLayer),
                 Kernel("gather", gather.compress_gather, gather.gather_matmul,
                        gather.GatherLayer),
-                Kernel("block", block.compress_block, block.block_matmul, block.BlockLayer),
+                Kernel("block", block_sparse.compress_block, block_sparse.block_matmul,
+                       block_sparse.BlockLayer),
                 Kernel("nm", nm.compress_nm, nm.nm_matmul, nm.NmLayer),
                 Kernel("radix", radix.compress_radix, radix.radix_matmul, radix.RadixLayer)):
   KERNELS.register(_kernel.name, _kernel)
@@ -84,7 +85,7 @@ def choose_kernel(weights, mask, structure: Structure | None = None) -> str:
     return "dense"
   if radix.detect_radix(mask) is not None:
     return "radix"
-  bh, bw = block.detect_block(mask)
+  bh, bw = block_sparse.detect_block(mask)
   return "block" if bh * bw >= 4 else "gather"
 
 

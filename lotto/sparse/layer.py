@@ -1,5 +1,5 @@
 """What every compressed kernel shares: the input check, pytree layers with static shapes,
-and the split into arrays and metadata that `lotto.sparse.export` stores.
+and the split into arrays and metadata that `lotto.sparse.serialize` stores.
 
 A compressed layer holds one masked Dense kernel W[in, out] with mask M in a
 kernel-specific layout. Its arrays (values, indices) are pytree leaves; its
