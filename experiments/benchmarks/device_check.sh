@@ -18,7 +18,7 @@ run() {  # name, command...: each benchmark's table in its own file; a failure d
 }
 run train_step python experiments/benchmarks/train_step.py --repeats 3
 run prune_loop python experiments/benchmarks/prune_loop.py --model vgg16_bn --classes 100 \
-  --rounds 100 --loops fori --dtypes float32_rescaled,float64 --repeats 1
+  --rounds 100 --dtypes float32_rescaled,float64 --repeats 1
 run sparse_execution python experiments/benchmarks/sparse_execution.py --repeats 3
 run graph_challenge python experiments/benchmarks/graph_challenge.py --neurons 1024,4096 \
   --layers 120 --inputs 60000 --repeats 1

@@ -1,12 +1,10 @@
-"""Pruning-at-initialization drivers: score -> select, single-shot or iterative.
+"""Pruning at initialization (or at step k of a dense run): score -> select, single-shot
+or iterative.
 
 `prune(...)` scores the network and selects a mask, single-shot or over
 several rounds on an exponential (default) or linear density schedule
-(`core.schedules`), rescoring the masked network each round. The iterative
-loop is one compiled `lax.fori_loop` (score -> exact top-k select; "auto"),
-or one compiled round dispatched per round ("dispatch"; conv nets on CPU
-used it until `models.conv_grad`: 100 SynFlow rounds on VGG-16 now take
-33.4 s in the fori_loop vs 41.7 s dispatched, BUILD_NOTES.md).
+(`core.schedules`), rescoring the masked network each round. All rounds run
+in one compiled `lax.fori_loop` (score -> exact top-k select).
 """
 from __future__ import annotations
 
@@ -30,9 +28,6 @@ def default_iterations(method: str) -> int:
   return 100 if method == "synflow" else 1
 
 
-LOOPS = ("auto", "fori", "dispatch")
-
-
 COUNT_RULES = ("round", "synaptic_flow")
 
 
@@ -54,7 +49,7 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
           density: float | Mapping[str, float], key: jax.Array,
           batch_stats: PyTree = None, batch=None, iterations: int | None = None,
           schedule: str = "exponential", scope: str = "global", invert: bool = False,
-          normalization: str = "none", loop: str = "auto",
+          normalization: str = "none",
           with_round_counts: bool = False,
           count_rule: str = "round",
           structure: Structure = Structure()) -> Masks | tuple[Masks, np.ndarray]:
@@ -76,9 +71,6 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
     invert: keep the *lowest* scores (the inversion ablation; scores are
       negated, never replaced by 1/score).
     normalization: "none" or "layer_sum" (global scope only).
-    loop: "fori" runs all rounds in one compiled `fori_loop`; "dispatch"
-      dispatches one compiled round (score -> select, on device, no host
-      sync) per round; "auto" is "fori".
     count_rule: survivors per round: "round" (round(d_k * n), exact
       targets) or "synaptic_flow" (n - int((1 - d_k) * n), the reference
       code's counts: with them lotto's SynFlow masks equal the reference's).
@@ -134,29 +126,15 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
     leaves = jax.tree.leaves(m)
     return m, jnp.stack([leaves[i].sum(dtype=jnp.int32) for i in chosen])
 
-  if loop not in LOOPS:
-    raise ConfigError(f"unknown pruning loop {loop!r}; valid choices: {', '.join(LOOPS)}")
-  if loop == "auto":
-    loop = "fori"
-
   counts0 = jnp.zeros((rounds, len(chosen)), jnp.int32)
-  if loop == "fori":
-    @jax.jit
-    def run(p, m, all_ks):
-      def body(r, carry):
-        m, counts = carry
-        m, row = one_round(r, m, p, all_ks[r])
-        return m, counts.at[r].set(row)
-      return jax.lax.fori_loop(0, rounds, body, (m, counts0))
-  else:
-    round_fn = jax.jit(one_round)
 
-    def run(p, m, all_ks):
-      rows = []
-      for r in range(rounds):
-        m, row = round_fn(jnp.asarray(r, jnp.int32), m, p, all_ks[r])
-        rows.append(row)
-      return m, jnp.stack(rows)
+  @jax.jit
+  def run(p, m, all_ks):
+    def body(r, carry):
+      m, counts = carry
+      m, row = one_round(r, m, p, all_ks[r])
+      return m, counts.at[r].set(row)
+    return jax.lax.fori_loop(0, rounds, body, (m, counts0))
 
   if method == "synflow" and ctx.synflow_dtype == "float64":
     with jax.enable_x64(True):

@@ -1,4 +1,4 @@
-"""Pruning drivers: schedules over rounds, monotone masks, inversion, both loops."""
+"""Pruning at init: schedules over rounds, monotone masks, inversion, count rules."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,17 +65,6 @@ def test_inverted_selection_is_the_complement_of_the_kept_one(lenet):
   w = np.abs(np.asarray(params["hidden_0"]["kernel"]))
   assert w[np.asarray(inverted["hidden_0"]["kernel"])].max() < w[np.asarray(
       kept["hidden_0"]["kernel"])].min()
-
-
-def test_dispatched_rounds_give_the_same_masks_as_the_compiled_loop(lenet):
-  model, params, prunable = lenet
-  ctx = ScoringContext(model.apply, (28, 28, 1))
-  run = lambda loop: pruning.prune("synflow", ctx, params, masks_lib.ones_like(params),  # noqa
-                                   prunable, 0.01, jax.random.PRNGKey(0), iterations=5, loop=loop)
-  for a, b in zip(jax.tree.leaves(run("fori")), jax.tree.leaves(run("dispatch"))):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  with pytest.raises(ConfigError, match="unknown pruning loop 'while'; valid choices: auto, fori"):
-    run("while")
 
 
 def test_synaptic_flow_count_rule(lenet):
