@@ -40,8 +40,3 @@ def shuffle_globally(key: jax.Array, masks: Masks, prunable: Prunable) -> Masks:
 def even_masks(key: jax.Array, masks: Masks, prunable: Prunable) -> Masks:
   """A random mask with every prunable layer at the global density of `masks`."""
   return masks_lib.random_masks(key, masks, prunable, masks_lib.density(masks, prunable))
-
-
-def copied_distribution(masks: Masks, prunable: Prunable) -> dict[str, float]:
-  """The per-layer densities of an existing mask (to reuse on other scores)."""
-  return masks_lib.layer_densities(masks, prunable)

@@ -11,7 +11,6 @@ Everything here is a pure function over pytrees; nothing reads a config.
 from __future__ import annotations
 
 import math
-import os
 import re
 from typing import IO, Mapping
 
@@ -183,15 +182,13 @@ def random_masks(key: jax.Array, params: Params, prunable: Prunable,
 MASK_FILE = "masks.npz"
 
 
-def save(path: str | IO[bytes], masks: Masks) -> None:
-  """Writes masks as an .npz keyed by leaf name (to a path atomically, or to an open file)."""
-  arrays = {n: np.asarray(m) for n, m in zip(leaf_names(masks), jax.tree.leaves(masks))}
-  if not isinstance(path, (str, os.PathLike)):
-    np.savez(path, **arrays)
-    return
-  tmp = f"{path}.tmp{os.getpid()}.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+def save(file: IO[bytes], masks: Masks) -> None:
+  """Writes masks as an .npz keyed by leaf name to an open binary file.
+
+  Files on disk are written by `runtime.runs.write_masks` (atomically, on the
+  main process), which passes a buffer here.
+  """
+  np.savez(file, **{n: np.asarray(m) for n, m in zip(leaf_names(masks), jax.tree.leaves(masks))})
 
 
 def load(path: str | IO[bytes], like: Masks) -> Masks:

@@ -6,8 +6,10 @@ as `layer_<i>/<field>` arrays (each kernel's values and indices, and
 each layer's name, kernel, activation and static fields (shapes, counts,
 shifts), plus whatever the caller adds (the run it came from). Nothing is
 pickled. `load_compressed(path)` rebuilds the model, which is the predict
-function: `load_compressed(path)(x)` gives the logits. Both take a local path
-or an open binary file (as `core.masks.save` and `load` do).
+function: `load_compressed(path)(x)` gives the logits. Saving writes to an open
+binary file (a file on disk is written through `runtime.runs.write_bytes`:
+atomically, on the main process); loading takes a local path or an open file
+(as `core.masks.save` and `load` do).
 """
 from __future__ import annotations
 
@@ -31,18 +33,17 @@ VERSION = 1
 _HEADER = "header"
 
 
-def save_compressed(path: str | os.PathLike | IO[bytes], model: CompressedMLP,
+def save_compressed(file: IO[bytes], model: CompressedMLP,
                     info: dict[str, Any] | None = None) -> int:
-  """Writes `model` to a local path (atomically: a temporary file, then a rename) or to
-  an open binary file (a bucket's, through `lotto.runtime.files`).
+  """Writes `model` as .npz bytes to an open binary file (a buffer, a bucket's file).
 
   Args:
-    path: the .npz file to write, or an open binary file.
+    file: an open binary file.
     model: the compressed model.
     info: JSON data stored in the header under "info" (where the model came from).
 
   Returns:
-    The bytes written: the file's size on disk.
+    The bytes written: the size of the file on disk.
   """
   arrays: dict[str, np.ndarray] = {}
   layers = []
@@ -57,19 +58,7 @@ def save_compressed(path: str | os.PathLike | IO[bytes], model: CompressedMLP,
   arrays[_HEADER] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), np.uint8)
   buffer = io.BytesIO()
   np.savez(buffer, **arrays)
-  data = buffer.getvalue()
-  if not isinstance(path, (str, os.PathLike)):
-    path.write(data)
-    return len(data)
-  tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-  try:
-    with open(tmp, "wb") as handle:
-      handle.write(data)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  return len(data)
+  return file.write(buffer.getvalue())
 
 
 def read_header(path: str | os.PathLike | IO[bytes]) -> dict[str, Any]:

@@ -41,7 +41,8 @@ def test_a_saved_model_reloads_and_predicts_the_same(tmp_path):
   model = sparse.compress_mlp(params, masks, {"hidden_0": "radix", "hidden_1": "nm",
                                               "output": "bcoo"})
   path = str(tmp_path / "model.npz")
-  size = sparse.save_compressed(path, model, {"note": "test"})
+  with open(path, "wb") as handle:
+    size = sparse.save_compressed(handle, model, {"note": "test"})
   assert size == os.path.getsize(path)
   loaded = sparse.load_compressed(path)
   assert loaded.kernels == {"hidden_0": "radix", "hidden_1": "nm", "output": "bcoo"}
