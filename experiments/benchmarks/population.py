@@ -1,14 +1,14 @@
 """Populations: K replicas in one compiled program vs K separate runs, in one run.
 
 For K = 1, 2, 4, 8 (`--ks`) times `--steps` training steps of K replicas
-(`PopulationTrainer.run_block`: one vmapped, scanned block) against K
+(`Trainer(setup, seeds=...).run_block`: one vmapped, scanned block) against K
 separate runs of the same steps one after another (`Trainer.run_block`, one
 compiled program reused, as a Python loop over seeds does). Compilation is
 excluded from both (each program runs once before timing); times are
 medians over `--repeats`, the two timed alternately. Memory is the compiled
 block's own (XLA's memory analysis: arguments, outputs and temporaries,
 minus the training set both share), with lotto's estimate
-(`jobs.population.replica_bytes`) beside it.
+(`jobs.replicas.replica_bytes`) beside it.
 
 Models, with the IMP main job's training settings (Adam, batch 100,
 MNIST-1D-shaped synthetic data for the MLP, MNIST-shaped for LeNet):
@@ -30,7 +30,6 @@ from lotto.data.registry import Dataset
 from lotto.models import create_model, init_variables
 from lotto.core import masks as masks_lib
 from lotto.train import optim
-from lotto.train.population import PopulationTrainer, stack
 from lotto.train.state import create_train_state
 from lotto.train.trainer import Trainer
 from sparse_train import Setup  # the benchmarks' synthetic TrainSetup (this script's folder)
@@ -65,7 +64,7 @@ def _state(setup: Setup, seed: int):
 
 def _block_bytes(trainer: Trainer, state, steps: int, data_bytes: int) -> int:
   """The compiled block's arguments + outputs + temporaries, minus the shared training set."""
-  indices = jnp.asarray(trainer.block_indices(0, 0, steps))
+  indices = jnp.asarray(trainer.block_indices(trainer.seeds, 0, steps))
   compiled = trainer._block.lower(  # pylint: disable=protected-access
       state, trainer._x_train, trainer._y_train, indices).compile()  # pylint: disable=protected-access
   analysis = compiled.memory_analysis()
@@ -83,10 +82,10 @@ def measure(model_name: str, ks: list[int], steps: int, repeats: int) -> list[di
   rows = []
   for k in ks:
     seeds = list(range(k))
-    population = PopulationTrainer(setup, seeds)
+    population = Trainer(setup, seeds=seeds)
 
     def together(population=population, seeds=seeds):
-      state = population.place(stack([_state(setup, s) for s in seeds]))
+      state = population.place(population.stack([_state(setup, s) for s in seeds]))
       jax.block_until_ready(state)
       start = time.perf_counter()
       state, _ = population.run_block(state, steps)
@@ -98,7 +97,7 @@ def measure(model_name: str, ks: list[int], steps: int, repeats: int) -> list[di
       jax.block_until_ready(states)
       start = time.perf_counter()
       for seed, state in zip(seeds, states):
-        state, _ = single.run_block(state, steps, data_seed=seed)
+        state, _ = single.run_block(state, steps, data_seeds=(seed,))
         jax.block_until_ready(state)
       return time.perf_counter() - start
 
@@ -107,7 +106,7 @@ def measure(model_name: str, ks: list[int], steps: int, repeats: int) -> list[di
     for _ in range(repeats):
       times["together"].append(together())
       times["separately"].append(separately())
-    stacked = population.place(stack([_state(setup, s) for s in seeds]))
+    stacked = population.place(population.stack([_state(setup, s) for s in seeds]))
     rows.append({"k": k, "together": statistics.median(times["together"]),
                  "separately": statistics.median(times["separately"]),
                  "memory": _block_bytes(population, stacked, steps, data_bytes)})

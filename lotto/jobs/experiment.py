@@ -82,7 +82,7 @@ class Experiment:
       elsewhere) and a line per run, 2 a line per evaluation.
     tensorboard: write TensorBoard event files in every run's directory.
     on_nan: "stop" (raise `Diverged` on a non-finite loss) or "continue".
-    seeds: a population's seeds (`jobs.population`); () for a single run.
+    seeds: a population's seeds (`jobs.replicas`); () for a single run.
   """
   run_config: dict
   seed: int

@@ -38,10 +38,11 @@ from lotto.jobs import branches as branches_lib
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.imp_settings import ImpSettings, Target, imp_settings_from_config
 from lotto.jobs.experiment import Experiment, create_experiment, job
+from lotto.jobs.replicas import create_replicas, finish
 from lotto.runtime import files, runs
 from lotto.runtime.devices import is_main_process, note
 from lotto.train.hooks import Hook
-from lotto.train.loop import load_state, train_run
+from lotto.train.loop import load_state, train_replicas
 from lotto.train.state import TrainState, rewind
 from lotto.train.trainer import Trainer
 
@@ -79,13 +80,10 @@ def _without_history(record: dict) -> dict:
 
 
 class ImpRun:
-  """One IMP run's state while it executes (lazy access to kept checkpoints)."""
+  """One replica's IMP run while it executes (lazy access to kept checkpoints)."""
 
-  def __init__(self, exp: Experiment, settings: ImpSettings, workdir: str,
-               hooks: Sequence[Hook], trainer: Trainer | None = None):
+  def __init__(self, exp: Experiment, settings: ImpSettings, workdir: str):
     self.exp, self.settings, self.workdir = exp, settings, workdir
-    self.trainer = Trainer(exp) if trainer is None else trainer
-    self.hooks = hooks
     self.theta_0 = exp.init_state()
     self._theta_k: TrainState | None = None
     self._finals: dict[int, TrainState] = {}
@@ -111,27 +109,33 @@ class ImpRun:
     """Caches the state a level just ended with (the next level prunes it)."""
     self._finals = {level: state}
 
-  def train(self, directory: str, initial: TrainState, label: str,
-            keep: tuple[int, ...] = ()) -> tuple[TrainState, dict]:
-    return train_run(self.trainer, directory, initial, keep=keep, label=label,
-                     hooks=self.hooks)
-
 
 def _print(exp: Experiment, text: str, verbosity: int = 1) -> None:
   if exp.verbose >= verbosity:
     note(text)
 
 
-def run_level(run: ImpRun, level: int) -> tuple[dict, Masks]:
-  """Runs (or resumes, or reads back) one level; returns (its record, its mask)."""
-  record, masks = finished_level(run, level)
-  if record is not None:
-    return record, masks
-  masks, report = level_masks(run, level, masks)
-  initial, keep = level_start(run, level, masks)
-  state, summary = run.train(level_dir(run.workdir, level), initial, run.label(level),
-                             keep=keep)
-  return finish_level(run, level, state, summary, masks, report), masks
+def run_level(trainer: Trainer, replicas: Sequence[ImpRun], level: int,
+              hooks: Sequence[Hook]) -> tuple[list[dict], list[Masks]]:
+  """One level of every replica: read back where all are done, else trained together
+  (a replica already done retrains from its checkpoints to the same numbers).
+
+  Returns:
+    (each replica's record, each replica's mask).
+  """
+  finished = [finished_level(run, level) for run in replicas]
+  if all(record is not None for record, _ in finished):
+    return [record for record, _ in finished], [masks for _, masks in finished]
+  prepared = [level_masks(run, level, masks) for run, (_, masks) in zip(replicas, finished)]
+  starts = [level_start(run, level, masks) for run, (masks, _) in zip(replicas, prepared)]
+  finals, summaries = train_replicas(
+      trainer, [level_dir(run.workdir, level) for run in replicas],
+      [initial for initial, _ in starts], keep=starts[0][1], label=replicas[0].label(level),
+      hooks=hooks)
+  records = [finish_level(run, level, final, summary, masks, report)
+             for run, final, summary, (masks, report) in zip(replicas, finals, summaries,
+                                                              prepared)]
+  return records, [masks for masks, _ in prepared]
 
 
 def finished_level(run: ImpRun, level: int) -> tuple[dict | None, Masks | None]:
@@ -187,21 +191,29 @@ def finish_level(run: ImpRun, level: int, state: TrainState, summary: dict, mask
   return record
 
 
-def run_branch(run: ImpRun, name: str, inputs: branches_lib.LevelInputs) -> dict:
-  """Runs (or resumes, or reads back) one branch of one level."""
-  directory = os.path.join(level_dir(run.workdir, inputs.level), "branches", name)
-  results_path = os.path.join(directory, runs.RESULTS_FILE)
-  record = runs.read_intact(results_path, ("branch", "final_test_accuracy"))
-  if record is not None:
-    return record
-  initial = branches_lib.BRANCHES.get(name)(inputs)
-  _, summary = run.train(directory, initial, f"level {inputs.level} | {name}")
-  record = {"mode": "imp_branch", "branch": name,
-            **_record(inputs.level, summary, initial.masks, run.settings.prunable)}
-  runs.write_json(results_path, record)
-  _print(run.exp, f"== level {inputs.level} | {name} done | density {record['density']:.2%} | "
-                  f"final test accuracy {record['final_test_accuracy']:.2%}")
-  return record
+def run_branch(trainer: Trainer, replicas: Sequence[ImpRun], name: str,
+               inputs: Sequence[branches_lib.LevelInputs], hooks: Sequence[Hook]) -> list[dict]:
+  """Runs (or resumes, or reads back) one branch of one level for every replica."""
+  level = inputs[0].level
+  directories = [os.path.join(level_dir(run.workdir, level), "branches", name)
+                 for run in replicas]
+  paths = [os.path.join(directory, runs.RESULTS_FILE) for directory in directories]
+  records = [runs.read_intact(path, ("branch", "final_test_accuracy")) for path in paths]
+  if all(record is not None for record in records):
+    return records
+  branch = branches_lib.BRANCHES.get(name)
+  initials = [branch(each) for each in inputs]
+  _, summaries = train_replicas(trainer, directories, initials, label=f"level {level} | {name}",
+                                hooks=hooks)
+  records = []
+  for run, initial, summary, path in zip(replicas, initials, summaries, paths):
+    record = {"mode": "imp_branch", "branch": name,
+              **_record(level, summary, initial.masks, run.settings.prunable)}
+    runs.write_json(path, record)
+    _print(run.exp, f"== level {level} | {name} done | density {record['density']:.2%} | "
+                    f"final test accuracy {record['final_test_accuracy']:.2%}")
+    records.append(record)
+  return records
 
 
 @job("imp")
@@ -224,38 +236,49 @@ def run_imp(config: ml_collections.ConfigDict, workdir: str,
   exp = create_experiment(config)
   settings = imp_settings_from_config(config, exp)
   exp = dataclasses.replace(exp, prunable=settings.prunable)
-  if exp.seeds and settings.branches:
-    raise ConfigError(f"imp.branches {settings.branches!r} run per seed: set seeds=() and run "
-                      "each seed, or imp.branches=() for a population")
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  if exp.seeds:
-    from lotto.jobs import imp_population  # pylint: disable=import-outside-toplevel
-    return imp_population.run_population(config, exp, settings, workdir, hooks)
-  run = ImpRun(exp, settings, workdir, hooks)
-  header = run_header(run)
-  levels: list[dict] = []
-  masks_by_level: list[Masks] = []
+  replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
+  trainer = replicas.trainer()
+  imp_runs = [ImpRun(member, settings, directory)
+              for member, directory in zip(replicas.members, replicas.directories)]
+  headers = [run_header(run) for run in imp_runs]
+  levels: list[list[dict]] = [[] for _ in imp_runs]
+  masks_by_level: list[list[Masks]] = [[] for _ in imp_runs]
   for level in range(settings.levels + 1):
-    record, masks = run_level(run, level)
-    levels.append(_without_history(record))
-    masks_by_level.append(masks)
-    runs.write_results(workdir, {**header, "complete": False, "levels": levels, "branches": []})
+    records, masks = run_level(trainer, imp_runs, level, hooks)
+    for run, header, done, kept, record, mask in zip(imp_runs, headers, levels, masks_by_level,
+                                                    records, masks):
+      done.append(_without_history(record))
+      kept.append(mask)
+      runs.write_results(run.workdir, {**header, "complete": False, "levels": done,
+                                       "branches": []})
 
-  branch_records: list[dict] = []
-  if settings.branches:
-    theta_T = run.final(0)
-    for level in settings.branch_levels:
-      inputs = branches_lib.LevelInputs(
-          exp=exp, level=level, masks=masks_by_level[level],
-          previous_masks=masks_by_level[level - 1],
-          previous_final=run.final(level - 1).params, theta_0=run.theta_0,
-          theta_k=run.theta_k(), theta_T=theta_T, target=settings.target(level),
-          scope=settings.scope, start_point=settings.start_point, mat_from=settings.mat_from)
-      for name in settings.branches:
-        branch_records.append(_without_history(run_branch(run, name, inputs)))
-      runs.write_results(workdir, {**header, "complete": False, "levels": levels,
-                                   "branches": branch_records})
-  return finish_run(run, header, levels, branch_records)
+  branch_records: list[list[dict]] = [[] for _ in imp_runs]
+  for level in settings.branch_levels if settings.branches else ():
+    inputs = [level_inputs(run, level, kept) for run, kept in zip(imp_runs, masks_by_level)]
+    for name in settings.branches:
+      for done, record in zip(branch_records, run_branch(trainer, imp_runs, name, inputs, hooks)):
+        done.append(_without_history(record))
+    for run, header, done, branched in zip(imp_runs, headers, levels, branch_records):
+      runs.write_results(run.workdir, {**header, "complete": False, "levels": done,
+                                       "branches": branched})
+  results = [finish_run(run, header, done, branched) for run, header, done, branched
+             in zip(imp_runs, headers, levels, branch_records)]
+  last = [{**result["levels"][-1], "wall_time_s": sum(l["wall_time_s"] for l in result["levels"])}
+          for result in results]
+  return results[0] if not replicas.pooled else finish(workdir, config, replicas, last)
+
+
+def level_inputs(run: ImpRun, level: int, masks_by_level: Sequence[Masks]
+                 ) -> branches_lib.LevelInputs:
+  """What the branches of `level` start from, for one replica."""
+  settings = run.settings
+  return branches_lib.LevelInputs(
+      exp=run.exp, level=level, masks=masks_by_level[level],
+      previous_masks=masks_by_level[level - 1], previous_final=run.final(level - 1).params,
+      theta_0=run.theta_0, theta_k=run.theta_k(), theta_T=run.final(0),
+      target=settings.target(level), scope=settings.scope, start_point=settings.start_point,
+      mat_from=settings.mat_from)
 
 
 def run_header(run: ImpRun) -> dict:

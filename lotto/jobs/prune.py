@@ -29,15 +29,12 @@ from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, SYNFLOW_DTYP
 from lotto.core.types import Masks
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job, positive_int
-from lotto.jobs.population import (Population, cell_population, create_population,
-                                   write_population_results)
+from lotto.jobs.replicas import Replicas, cell_replicas, create_replicas, finish
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
-from lotto.train.loop import train_run
-from lotto.train.population import PopulationTrainer, population_train_run, replica
+from lotto.train.loop import train_replicas
 from lotto.train.state import TrainState, create_train_state, rewind
-from lotto.train.trainer import Trainer
 
 MASK_FILE = masks_lib.MASK_FILE
 
@@ -170,21 +167,10 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str,
   exp = create_experiment(config)
   settings = prune_settings_from_config(config, exp)
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  if exp.seeds:
-    return _run_population(config, exp, settings, workdir, hooks, summary_line)
-  trainer = Trainer(exp)
-  state_k = exp.init_state()
-  if settings.at_step > 0:
-    state_k, _ = train_run(trainer, os.path.join(workdir, "dense_to_k"), state_k,
-                           end_step=settings.at_step, label="dense")
-  masks, report = pruned_masks(exp, settings, workdir, state_k)
-  _, summary = train_run(trainer, os.path.join(workdir, "train"),
-                         sparse_start(exp, settings, state_k, masks), label=settings.method,
-                         hooks=hooks)
-  results = _results(exp, settings, masks, report, summary)
-  runs.write_results(workdir, results)
-  _summary_line(exp, settings, results, summary_line)
-  return results
+  replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
+  results = _train_replicas(replicas, [settings] * len(replicas.members), hooks,
+                            summary_line and not replicas.pooled)
+  return finish(workdir, config, replicas, results)
 
 
 def pruned_masks(exp: Experiment, settings: PruneSettings, workdir: str,
@@ -232,16 +218,6 @@ def _summary_line(exp: Experiment, settings: PruneSettings, results: dict,
          f"{'; COLLAPSED: ' + ', '.join(collapsed) if collapsed else ''}")
 
 
-def _run_population(config: ml_collections.ConfigDict, exp: Experiment, settings: PruneSettings,
-                    workdir: str, hooks: Sequence[Hook], summary_line: bool) -> dict:
-  """`config.seeds`: each seed scores and prunes its own init (or theta_k), and the sparse
-  runs (and dense runs to k) train in one program; replica s writes `workdir/seed_<s>`."""
-  del summary_line  # the pooled line is printed instead
-  population = create_population(exp, workdir, LEGACY_FIELDS)
-  results = _train_population(population, [settings] * len(population.seeds), hooks)
-  return write_population_results(workdir, exp, config, population, results)
-
-
 def run_prune_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]],
                     hooks: Sequence[Hook] = ()) -> list[dict]:
   """Sweep cells of one method, ablation and pruning step (any densities and seeds), trained
@@ -256,35 +232,34 @@ def run_prune_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]],
   settings = [prune_settings_from_config(config, exp) for (config, _), exp in zip(cells, exps)]
   if len({s.at_step for s in settings}) > 1:
     raise ConfigError("cells trained in one program must prune at the same step")
-  population = cell_population([(exp, directory) for exp, (_, directory) in zip(exps, cells)],
-                               LEGACY_FIELDS)
-  return _train_population(population, settings, hooks)
+  replicas = cell_replicas([(exp, directory) for exp, (_, directory) in zip(exps, cells)],
+                           LEGACY_FIELDS)
+  return _train_replicas(replicas, settings, hooks, summary_line=False)
 
 
-def _train_population(population: Population, settings: Sequence[PruneSettings],
-                      hooks: Sequence[Hook]) -> list[dict]:
-  """Dense runs to k, each replica's masks, the sparse runs in one program; writes and
-  returns each replica's results."""
-  trainer = PopulationTrainer(population.experiment, population.seeds)
-  states_k = population.init_states()
+def _train_replicas(replicas: Replicas, settings: Sequence[PruneSettings],
+                    hooks: Sequence[Hook], summary_line: bool) -> list[dict]:
+  """Dense runs to k, each replica's masks, the sparse runs, all replicas in one program;
+  writes and returns each replica's results."""
+  trainer = replicas.trainer()
+  states_k = replicas.init_states()
   at_step = settings[0].at_step
   if at_step > 0:
-    stacked, _ = population_train_run(trainer, population.subdirectories("dense_to_k"),
-                                      states_k, end_step=at_step, label="dense")
-    states_k = [replica(stacked, i) for i in range(len(states_k))]
+    states_k, _ = train_replicas(trainer, replicas.subdirectories("dense_to_k"), states_k,
+                                 end_step=at_step, label="dense")
   starts, pruned = [], []
-  for replica_exp, replica_settings, directory, state_k in zip(
-      population.replicas, settings, population.directories, states_k):
-    masks, report = pruned_masks(replica_exp, replica_settings, directory, state_k)
-    starts.append(sparse_start(replica_exp, replica_settings, state_k, masks))
+  for member, member_settings, directory, state_k in zip(
+      replicas.members, settings, replicas.directories, states_k):
+    masks, report = pruned_masks(member, member_settings, directory, state_k)
+    starts.append(sparse_start(member, member_settings, state_k, masks))
     pruned.append((masks, report))
-  _, summaries = population_train_run(trainer, population.subdirectories("train"), starts,
-                                      label=settings[0].method, hooks=hooks)
+  _, summaries = train_replicas(trainer, replicas.subdirectories("train"), starts,
+                                label=settings[0].method, hooks=hooks)
   results = []
-  for replica_exp, replica_settings, directory, (masks, report), summary in zip(
-      population.replicas, settings, population.directories, pruned, summaries):
-    result = _results(replica_exp, replica_settings, masks, report, summary)
+  for member, member_settings, directory, (masks, report), summary in zip(
+      replicas.members, settings, replicas.directories, pruned, summaries):
+    result = _results(member, member_settings, masks, report, summary)
     runs.write_results(directory, result)
-    _summary_line(replica_exp, replica_settings, result, summary_line=False)
+    _summary_line(member, member_settings, result, summary_line)
     results.append(result)
   return results

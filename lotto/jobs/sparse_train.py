@@ -36,17 +36,14 @@ from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job
-from lotto.jobs.population import (Population, cell_population, create_population,
-                                   write_population_results)
+from lotto.jobs.replicas import Replicas, cell_replicas, create_replicas, finish, run_seeds
 from lotto.jobs.sparse_settings import SparseSettings, sparse_settings
 from lotto.jobs.topology import topology_masks
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
-from lotto.train.loop import load_state, train_run
-from lotto.train.population import PopulationTrainer, population_train_run, replica, stack
+from lotto.train.loop import load_state, train_replicas
 from lotto.train.state import TrainState
-from lotto.train.trainer import Trainer
 
 
 def _layer_densities(exp: Experiment, settings: SparseSettings) -> dict[str, float]:
@@ -107,7 +104,7 @@ def build_sparse_run(config: ml_collections.ConfigDict):
 
   Returns:
     (experiment (with DSD's scaled LR schedule), settings, the mask update
-    (None for static), the initial TrainState with its mask-update state).
+    (None for static)).
   """
   exp = create_experiment(config)
   settings = sparse_settings(config, exp)
@@ -115,7 +112,7 @@ def build_sparse_run(config: ml_collections.ConfigDict):
   if settings.method == "dsd":  # the mask is dense again after step dense_at's update
     exp = dataclasses.replace(exp, schedule=_scaled_after(
         exp.schedule, settings.dsd_boundaries[1] + 1, settings.final_lr_scale))
-  return exp, settings, method, initial_state(config, exp, settings, method)
+  return exp, settings, method
 
 
 def initial_state(config: ml_collections.ConfigDict, exp: Experiment, settings: SparseSettings,
@@ -147,24 +144,14 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
   Raises:
     ConfigError: an invalid field (one line naming it and the valid values).
   """
-  exp, settings, method, state = build_sparse_run(config)
-  keep = set(exp.save_steps) | set(settings.dsd_boundaries if settings.method == "dsd" else ())
+  exp, settings, method = build_sparse_run(config)
+  starts = [initial_state(config, dataclasses.replace(exp, seed=seed), settings, method)
+            for seed in run_seeds(exp)]  # before anything is written: a bad start mask raises
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  if exp.seeds:
-    return _run_population(config, exp, settings, method, tuple(sorted(keep)), workdir, hooks)
-  trainer = Trainer(exp, mask_update=method)
-  final, summary = train_run(trainer, workdir, state, keep=tuple(sorted(keep)), hooks=hooks,
-                             label=settings.method)
-  results = _results(config, exp, settings, state, final, summary)
-  if settings.method == "dsd":
-    results["phases"] = _phase_accuracies(lambda s: trainer.evaluate(s, "test"), workdir, state,
-                                          settings, summary, exp.prunable)
-  runs.write_results(workdir, results)
-  if exp.verbose >= (1 if summary_line else 2):
-    note(f"{settings.method}: final test accuracy {results['final_test_accuracy']:.2%}, "
-         f"density {results['density']:.2%}, {len(results['mask_updates'])} mask updates, "
-         f"{results['wall_time_s']:.1f} s")
-  return results
+  replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
+  results = _train_replicas([config] * len(starts), starts, replicas, settings, method, hooks,
+                            summary_line and not replicas.pooled)
+  return finish(workdir, config, replicas, results)
 
 
 def _results(config: ml_collections.ConfigDict, exp: Experiment, settings: SparseSettings,
@@ -176,17 +163,6 @@ def _results(config: ml_collections.ConfigDict, exp: Experiment, settings: Spars
           "topology": config.topology.name, "control": config.topology.control,
           "mask_updates": dynamic.update_records(final.mask_state, final.masks, exp.prunable),
           **summary}
-
-
-def _run_population(config: ml_collections.ConfigDict, exp: Experiment, settings: SparseSettings,
-                    method: dynamic.MaskUpdate | None, keep: tuple[int, ...], workdir: str,
-                    hooks: Sequence[Hook]) -> dict:
-  """`config.seeds`: each seed's start mask and mask updates, trained in one program (the
-  update's `lax.cond` runs batched); replica s writes `workdir/seed_<s>`."""
-  population = create_population(exp, workdir, LEGACY_FIELDS)
-  results = _train_population([config] * len(population.seeds), population, settings, method,
-                              keep, hooks)
-  return write_population_results(workdir, exp, config, population, results)
 
 
 def run_sparse_train_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]],
@@ -203,31 +179,38 @@ def run_sparse_train_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]
   settings, method = built[0][1], built[0][2]
   if any(b[1] != settings for b in built):
     raise ConfigError("cells trained in one program must share sparse.method and density")
-  keep = set(built[0][0].save_steps) | set(
-      settings.dsd_boundaries if settings.method == "dsd" else ())
-  population = cell_population([(b[0], directory) for b, (_, directory) in zip(built, cells)],
-                               LEGACY_FIELDS)
-  return _train_population([config for config, _ in cells], population, settings, method,
-                           tuple(sorted(keep)), hooks)
+  starts = [initial_state(config, b[0], settings, method) for b, (config, _) in zip(built, cells)]
+  replicas = cell_replicas([(b[0], directory) for b, (_, directory) in zip(built, cells)],
+                           LEGACY_FIELDS)
+  return _train_replicas([config for config, _ in cells], starts, replicas, settings, method,
+                         hooks, summary_line=False)
 
 
-def _train_population(configs: Sequence[ml_collections.ConfigDict], population: Population,
-                      settings: SparseSettings, method: dynamic.MaskUpdate | None,
-                      keep: tuple[int, ...], hooks: Sequence[Hook]) -> list[dict]:
-  """Trains the replicas in one program; writes and returns each replica's results."""
-  trainer = PopulationTrainer(population.experiment, population.seeds, mask_update=method)
-  starts = [initial_state(c, r, settings, method) for c, r in zip(configs, population.replicas)]
-  final, summaries = population_train_run(trainer, population.directories, starts, keep=keep,
-                                          hooks=hooks, label=settings.method)
+def _train_replicas(configs: Sequence[ml_collections.ConfigDict], starts: Sequence[TrainState],
+                    replicas: Replicas, settings: SparseSettings,
+                    method: dynamic.MaskUpdate | None, hooks: Sequence[Hook],
+                    summary_line: bool) -> list[dict]:
+  """Trains the replicas from `starts` in one program (each its own start mask and mask
+  updates; with several, the update's `lax.cond` runs batched); writes and returns each
+  replica's results."""
+  exp = replicas.experiment
+  keep = set(exp.save_steps) | set(settings.dsd_boundaries if settings.method == "dsd" else ())
+  trainer = replicas.trainer(mask_update=method)
+  finals, summaries = train_replicas(trainer, replicas.directories, starts,
+                                     keep=tuple(sorted(keep)), hooks=hooks, label=settings.method)
   results = []
-  for index, (config, replica_exp, directory, start, summary) in enumerate(zip(
-      configs, population.replicas, population.directories, starts, summaries)):
-    result = _results(config, replica_exp, settings, start, replica(final, index), summary)
+  for config, member, directory, start, final, summary in zip(
+      configs, replicas.members, replicas.directories, starts, finals, summaries):
+    result = _results(config, member, settings, start, final, summary)
     if settings.method == "dsd":
-      result["phases"] = _phase_accuracies(lambda s: trainer.evaluate(stack([s]), "test")[0],
-                                           directory, start, settings, summary,
-                                           population.experiment.prunable)
+      result["phases"] = _phase_accuracies(
+          lambda s: trainer.evaluate(trainer.stack([s]), "test")[0],
+          directory, start, settings, summary, exp.prunable)
     runs.write_results(directory, result)
+    if exp.verbose >= (1 if summary_line else 2):
+      note(f"{settings.method}: final test accuracy {result['final_test_accuracy']:.2%}, "
+           f"density {result['density']:.2%}, {len(result['mask_updates'])} mask updates, "
+           f"{result['wall_time_s']:.1f} s")
     results.append(result)
   return results
 

@@ -88,7 +88,7 @@ def interpolation_errors(trainer: Trainer, state_a: TrainState, state_b: TrainSt
     (alphas, errors), errors as fractions; alpha 0 is `state_a` itself.
   """
   alphas = [float(a) for a in np.linspace(0.0, 1.0, points)]
-  errors = [1.0 - trainer.evaluate(interpolate(state_a, state_b, a), split)["accuracy"]
+  errors = [1.0 - trainer.evaluate(interpolate(state_a, state_b, a), split)[0]["accuracy"]
             for a in alphas]
   return alphas, errors
 

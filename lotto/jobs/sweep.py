@@ -13,7 +13,7 @@ plots are written at the end.
 method, ablation and pruning step (any densities and seeds) together, as a
 population in one compiled program; each cell's directory still gets exactly
 what the cell run alone writes (equal within float rounding, see
-`jobs.population`).
+`jobs.replicas`).
 """
 from __future__ import annotations
 

@@ -7,14 +7,12 @@ import ml_collections
 
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import create_experiment, job
-from lotto.jobs.population import create_population, write_population_results
+from lotto.jobs.replicas import create_replicas, finish, run_seeds
 from lotto.jobs.topology import topology_masks
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.hooks import Hook
-from lotto.train.loop import train_run
-from lotto.train.population import PopulationTrainer, population_train_run
-from lotto.train.trainer import Trainer
+from lotto.train.loop import train_replicas
 
 
 @job("train")
@@ -43,43 +41,27 @@ def run_train(config: ml_collections.ConfigDict, workdir: str,
       then says `"diverged": true`).
   """
   exp = create_experiment(config)
-  if exp.seeds:
-    return _run_population(config, exp, workdir, hooks)
-  masks = topology_masks(config, exp.params_shape, exp.prunable, exp.seed)
+  masks = [topology_masks(config, exp.params_shape, exp.prunable, seed) for seed in run_seeds(exp)]
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  trainer = Trainer(exp)
-  _, summary = train_run(trainer, workdir, exp.init_state(masks), keep=tuple(exp.save_steps),
-                         hooks=hooks)
-  results = _results(config, exp, summary)
-  runs.write_results(workdir, results)
-  if exp.verbose:
-    note(f"final test accuracy {results['final_test_accuracy']:.2%}; early stop at step "
-         f"{results['early_stop_step']} with test accuracy "
-         f"{_percent(results['early_stop_test_accuracy'])}; density {results['density']:.2%}; "
-         f"{results['wall_time_s']:.1f} s")
-  return results
+  replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
+  _, summaries = train_replicas(replicas.trainer(), replicas.directories,
+                                replicas.init_states(masks), keep=tuple(exp.save_steps),
+                                hooks=hooks)
+  results = [_results(config, member, summary)
+             for member, summary in zip(replicas.members, summaries)]
+  for directory, result in zip(replicas.directories, results):
+    runs.write_results(directory, result)
+    if exp.verbose and not replicas.pooled:
+      note(f"final test accuracy {result['final_test_accuracy']:.2%}; early stop at step "
+           f"{result['early_stop_step']} with test accuracy "
+           f"{_percent(result['early_stop_test_accuracy'])}; density {result['density']:.2%}; "
+           f"{result['wall_time_s']:.1f} s")
+  return finish(workdir, config, replicas, results)
 
 
 def _results(config: ml_collections.ConfigDict, exp, summary: dict) -> dict:
   return {"mode": "train", "config_hash": runs.config_hash(exp.run_config),
           "topology": config.topology.name, "control": config.topology.control, **summary}
-
-
-def _run_population(config: ml_collections.ConfigDict, exp, workdir: str,
-                    hooks: Sequence[Hook]) -> dict:
-  """`config.seeds`: the seeds' runs in one program, each written to `workdir/seed_<s>`."""
-  masks = [topology_masks(config, exp.params_shape, exp.prunable, seed) for seed in exp.seeds]
-  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  population = create_population(exp, workdir, LEGACY_FIELDS)
-  trainer = PopulationTrainer(population.experiment, population.seeds)
-  _, summaries = population_train_run(trainer, population.directories,
-                                      population.init_states(masks),
-                                      keep=tuple(exp.save_steps), hooks=hooks)
-  results = [_results(config, replica, summary)
-             for replica, summary in zip(population.replicas, summaries)]
-  for directory, result in zip(population.directories, results):
-    runs.write_results(directory, result)
-  return write_population_results(workdir, exp, config, population, results)
 
 
 def _percent(value: float | None) -> str:

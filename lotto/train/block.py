@@ -19,7 +19,7 @@ BlockFn = Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainSta
 
 
 def make_train_block(step_fn: StepFn, loop: str = "scan",
-                     first_step_fn: StepFn | None = None, population: bool = False) -> BlockFn:
+                     first_step_fn: StepFn | None = None, batched: bool = False) -> BlockFn:
   """A block of training steps over on-device data; donates the state.
 
   Args:
@@ -32,7 +32,7 @@ def make_train_block(step_fn: StepFn, loop: str = "scan",
       step with the mask-update seam), the others `step_fn`. The Trainer
       starts a block at every mask-update step, so the update's `lax.cond` is
       evaluated once per block rather than in every step (BUILD_NOTES.md).
-    population: the state carries a leading axis of K replicas and every
+    batched: the state carries a leading axis of K replicas and every
       step is `vmap`ped over it; indices are [num_steps, K, batch] (each
       replica its own data order) and metrics [num_steps, K].
 
@@ -42,7 +42,7 @@ def make_train_block(step_fn: StepFn, loop: str = "scan",
   """
 
   def gather_step(fn, state, x_train, y_train, batch_index):
-    if population:
+    if batched:
       return jax.vmap(lambda s, rows: fn(s, x_train[rows], y_train[rows]))(state, batch_index)
     return fn(state, x_train[batch_index], y_train[batch_index])
 

@@ -14,10 +14,10 @@ from lotto.data.inputs import InputSpec
 from lotto.train.step import cross_entropy, model_variables
 
 
-def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec, population: bool = False):
+def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec, batched: bool = False):
   """Jitted evaluation over padded batches: returns summed loss and correct count.
 
-  With `population`, params, masks and batch_stats carry a leading axis of K
+  With `batched`, params, masks and batch_stats carry a leading axis of K
   replicas (`vmap`ped) and the sums are [K] arrays.
   """
 
@@ -34,7 +34,7 @@ def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec, population: bool = False)
     (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, weights))
     return loss, correct
 
-  if population:
+  if batched:
     return jax.jit(jax.vmap(evaluate, in_axes=(0, 0, 0, None, None, None)))
   return jax.jit(evaluate)
 

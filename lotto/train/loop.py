@@ -1,11 +1,14 @@
-"""The train loop: blocks of steps between evaluations, checkpoints and hooks.
+"""The train loop of K >= 1 replicas: blocks of steps between evaluations, checkpoints
+and hooks.
 
-`train_loop` runs compiled blocks (`Trainer.run_block`) whose boundaries fall
-on every evaluation, checkpoint, kept step and hook step; it hands every
-evaluation record to one metric writer (the JSON history always, progress
-lines and other writers as given). `train_run` adds resuming from the
-latest checkpoint in a directory, so a killed run re-run with the same
-arguments ends with the same params as an uninterrupted one.
+`train_replicas` runs a `Trainer`'s compiled blocks (`Trainer.run_block`)
+whose boundaries fall on every evaluation, checkpoint, kept step and hook
+step. Each replica writes what a single run writes into its own directory
+(checkpoints with its JSON history, TensorBoard events), resumes from the
+newest checkpoint every replica holds, and gets its own summary; progress
+on stdout shows the replicas' mean. `train_run` is the one-replica call of
+the same loop: a killed run re-run with the same arguments ends with the same
+params as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import math
 import os
 import time
 from typing import Sequence
+
+import numpy as np
 
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError, Diverged
@@ -23,78 +28,130 @@ from lotto.runtime.metrics import (HistoryWriter, MetricWriter, MultiWriter, Pro
                                    TensorBoardWriter, progress_mode)
 from lotto.train.evaluate import early_stopping
 from lotto.train.hooks import Hook
+from lotto.train.replicas import ReplicaCheckpoints
 from lotto.train.state import TrainState
 from lotto.train.trainer import Trainer
 
 
-def train_loop(trainer: Trainer, state: TrainState, checkpointer: Checkpointer | None,
-               end_step: int, history: Sequence[dict] = (), writer: MetricWriter | None = None,
-               hooks: Sequence[Hook] = (), prior_wall_time_s: float = 0.0,
-               data_seed: int | None = None) -> tuple[TrainState, list[dict]]:
-  """Trains `state` to `end_step`, evaluating, running hooks and checkpointing on the way.
+def train_replicas(trainer: Trainer, directories: Sequence[str],
+                   initial_states: Sequence[TrainState], end_step: int | None = None,
+                   keep: tuple[int, ...] = (), label: str = "", hooks: Sequence[Hook] = (),
+                   writer: MetricWriter | None = None,
+                   data_seeds: Sequence[int] | None = None
+                   ) -> tuple[list[TrainState], list[dict]]:
+  """Trains the trainer's replicas from `initial_states` (all at one step) to `end_step`.
 
-  Blocks end at every multiple of `eval_every` and `checkpoint_every`, at
-  every kept checkpoint step, at every hook's next step and at `end_step`.
-  At a block's end, first the hooks due there run (each may replace the
-  state), then at evaluation steps a record {step, train_loss,
-  train_accuracy, val_*, test_*} goes to the history, and the same record
-  plus the learning rate and the global and per-layer density
-  ("density/<layer>") to `writer`; then the checkpoint (state + history) is
-  saved at multiples of `checkpoint_every`, at kept steps and at the end.
-
-  With the setup's `on_nan == "stop"`, a block whose mean loss is not finite
-  raises `Diverged` before anything of that step is saved.
+  Replica i checkpoints in `directories[i]/checkpoints`; if the replicas hold
+  checkpoints, training restarts from the newest step they all hold (whose
+  structure must match the initial states). Blocks end at every multiple of
+  `eval_every` and `checkpoint_every`, at every kept step, at every hook's
+  next step and at `end_step`. At a block's end, first the hooks due there run
+  (each may replace the state), then at evaluation steps each replica's record
+  {step, train_loss, train_accuracy, val_*, test_*} goes to its history, and
+  the same record plus the learning rate and the global and per-layer density
+  ("density/<layer>") to the writers; then every replica's checkpoint (state,
+  history and wall time so far) is saved at multiples of `checkpoint_every`,
+  at kept steps and at the end.
 
   Args:
-    trainer: compiled functions and data.
-    state: the state to continue from (any step <= end_step).
-    checkpointer: where checkpoints go (None: no checkpoints).
-    end_step: the global step to stop at.
-    history: records so far (from a resumed checkpoint).
-    writer: receives every evaluation record (e.g. a `ProgressWriter`).
-    hooks: run between blocks at the steps they name.
-    prior_wall_time_s: wall time spent before a resume; checkpoints store
-      the running total as "wall_time_s".
-    data_seed: seed of the data order (default: the experiment's seed).
+    trainer: compiled functions and data, for `len(directories)` replicas.
+    directories: each replica's run directory.
+    initial_states: each replica's start (its step may be > 0: a rewind).
+    end_step: the global step to stop at (default: the setup's total steps).
+    keep: steps whose checkpoints are kept (rewind points); the end always is.
+    label: names the run in progress lines.
+    hooks: run between blocks at the steps they name, on the replicas' state
+      (`trainer.stack` of them); a hook may return a state to continue from.
+    writer: receives every evaluation record (the replicas' mean) instead of
+      the default writers (`default_writers`).
+    data_seeds: each replica's data order (default: the trainer's seeds).
 
   Returns:
-    (final state, history).
+    (each replica's final state, each replica's summary: final and
+    early-stopping metrics, density, per-layer density, steps, "history" and
+    "wall_time_s").
+
+  Raises:
+    Diverged: with `train.on_nan = "stop"`, a replica's mean loss over a
+      block is not finite (raised before anything of that step is saved; it
+      names the first such replica's directory).
   """
   exp = trainer.experiment
-  recorder = HistoryWriter(history)
-  state = trainer.place(state)
-  step = int(state.step)
-  keep = set(checkpointer.keep) if checkpointer is not None else set()
+  count = len(trainer.seeds)
+  if len(directories) != count or len(initial_states) != count:
+    raise ValueError(f"a trainer of {count} replicas got {len(directories)} directories and "
+                     f"{len(initial_states)} initial states")
+  end_step = exp.total_steps if end_step is None else end_step
+  keep_steps = set(keep) | {end_step}
+  checkpoints = ReplicaCheckpoints(directories, keep_steps)
+  states, histories, prior = list(initial_states), [[] for _ in directories], [0.0] * count
+  restored = checkpoints.restore_latest(initial_states, int(initial_states[0].step))
+  if restored is not None:
+    latest, states, payloads = restored
+    histories = [p.get("history", []) for p in payloads]
+    prior = [float(p.get("wall_time_s", 0.0)) for p in payloads]
+    if exp.verbose and latest < end_step:
+      what = f"resuming {count} replicas" if count > 1 else "resuming"
+      note(f"{label + ' | ' if label else ''}{what} from step {latest}")
+  state = trainer.place(trainer.stack(states))
+  step = trainer.current_step(state)
+  recorders = [HistoryWriter(h) for h in histories]
+  owned = writer is None
+  writers = default_writers(exp, directories, end_step, step, label) if owned else \
+      ReplicaWriters(writer, [])
   started = time.perf_counter()
 
-  def payload():
-    return {"history": recorder.history,
-            "wall_time_s": prior_wall_time_s + time.perf_counter() - started}
+  def payloads():
+    elapsed = time.perf_counter() - started
+    return [{"history": r.history, "wall_time_s": p + elapsed} for r, p in zip(recorders, prior)]
 
-  if checkpointer is not None and step in keep and step not in checkpointer.steps():
-    checkpointer.save(step, state, payload())
-  boundaries = sorted(keep | {end_step})
-  while step < end_step:
-    target, due = next_block_end(exp, step, end_step, boundaries, hooks)
-    state, metrics = trainer.run_block(state, target - step, data_seed)
-    step = target
-    if exp.on_nan == "stop" and not math.isfinite(metrics["loss"]):
-      # Before this step's checkpoint: every checkpoint on disk is finite.
-      directory = os.path.dirname(checkpointer.directory) if checkpointer else "(no directory)"
-      raise Diverged(step, directory, checkpointer.latest_step() if checkpointer else None)
-    state = run_due_hooks(trainer, hooks, due, step, state)
-    if step % exp.eval_every == 0 or step == end_step:
-      record = {"train_loss": metrics["loss"], "train_accuracy": metrics["accuracy"]}
-      for split in ("val", "test"):
-        record.update({f"{split}_{k}": v for k, v in trainer.evaluate(state, split).items()})
-      recorder.write_scalars(step, record)
-      if writer is not None:
-        writer.write_scalars(step, {**record, **mask_and_lr_scalars(exp, state)})
-    if checkpointer is not None and (step % exp.checkpoint_every == 0 or step in boundaries):
-      checkpointer.save(step, state, payload())
-  if writer is not None:
-    writer.flush()
-  return state, recorder.history
+  try:
+    if step in keep_steps and step != checkpoints.latest_step():
+      checkpoints.save(step, trainer.unstack(state), payloads())
+    while step < end_step:
+      target, due = next_block_end(exp, step, end_step, sorted(keep_steps), hooks)
+      state, metrics = trainer.run_block(state, target - step, data_seeds)
+      step = target
+      finite = [math.isfinite(loss) for loss in metrics["loss"]]
+      if exp.on_nan == "stop" and not all(finite):
+        # Before this step's checkpoint: every checkpoint on disk is finite.
+        first = checkpoints.checkpointers[finite.index(False)]
+        raise Diverged(step, os.path.dirname(first.directory), checkpoints.latest_step())
+      state = run_due_hooks(trainer, hooks, due, step, state)
+      if step % exp.eval_every == 0 or step == end_step:
+        write_evaluation(trainer, state, step, metrics, recorders, writers)
+      if step % exp.checkpoint_every == 0 or step in keep_steps:
+        checkpoints.save(step, trainer.unstack(state), payloads())
+    writers.flush()
+  finally:
+    if owned:
+      writers.close()
+    checkpoints.close()
+  finals = trainer.unstack(state)
+  tests = trainer.evaluate(state, "test")
+  elapsed = time.perf_counter() - started
+  summaries = []
+  for final, recorder, test, before in zip(finals, recorders, tests, prior):
+    summary = summary_of(exp, final, recorder.history, test)
+    summary.update(history=recorder.history, wall_time_s=before + elapsed)
+    summaries.append(summary)
+  return finals, summaries
+
+
+def train_run(trainer: Trainer, directory: str, initial_state: TrainState,
+              end_step: int | None = None, keep: tuple[int, ...] = (), label: str = "",
+              hooks: Sequence[Hook] = (), writer: MetricWriter | None = None,
+              data_seed: int | None = None) -> tuple[TrainState, dict]:
+  """`train_replicas` for a trainer of one replica: (final state, summary).
+
+  If `directory` holds checkpoints, training restarts from the latest one,
+  so a killed run re-run with the same arguments ends with the same params
+  as an uninterrupted one.
+  """
+  finals, summaries = train_replicas(
+      trainer, [directory], [initial_state], end_step=end_step, keep=keep, label=label,
+      hooks=hooks, writer=writer, data_seeds=None if data_seed is None else (data_seed,))
+  return finals[0], summaries[0]
 
 
 def next_block_end(exp, step: int, end_step: int, boundaries: Sequence[int],
@@ -118,8 +175,75 @@ def run_due_hooks(trainer: Trainer, hooks: Sequence[Hook], due: Sequence[int | N
   return state
 
 
+class ReplicaWriters:
+  """Where evaluation records go besides the histories: `progress` gets the replicas'
+  mean record (a single run's own record), `boards[i]` replica i's."""
+
+  def __init__(self, progress: MetricWriter | None, boards: Sequence[MetricWriter]):
+    self.progress, self.boards = progress, list(boards)
+
+  @property
+  def active(self) -> bool:
+    return self.progress is not None or bool(self.boards)
+
+  def write(self, step: int, records: Sequence[dict]) -> None:
+    if self.progress is not None:
+      mean = records[0] if len(records) == 1 else {
+          k: float(np.mean([r[k] for r in records])) for k in records[0]}
+      self.progress.write_scalars(step, mean)
+    for board, record in zip(self.boards, records):
+      board.write_scalars(step, record)
+
+  def _each(self) -> list[MetricWriter]:
+    return ([self.progress] if self.progress is not None else []) + self.boards
+
+  def flush(self) -> None:
+    for writer in self._each():
+      writer.flush()
+
+  def close(self) -> None:
+    for writer in self._each():
+      writer.close()
+
+
+def default_writers(exp, directories: Sequence[str], end_step: int, start_step: int,
+                    label: str = "") -> ReplicaWriters:
+  """Progress on stdout (`exp.verbose`: 0 none, 1 bar or heartbeat, 2 every evaluation;
+  the replicas' mean) and, with `exp.tensorboard`, TensorBoard event files in each
+  replica's directory."""
+  progress = None
+  mode = progress_mode(exp.verbose)
+  if mode is not None:
+    if len(directories) > 1:
+      label = f"{label or 'train'} ({len(directories)} seeds)"
+    progress = ProgressWriter(end_step, label, mode)
+    progress.start(start_step)
+  boards = [TensorBoardWriter(d, start_step) for d in directories] if exp.tensorboard else []
+  return ReplicaWriters(progress, boards)
+
+
+def write_evaluation(trainer: Trainer, state: TrainState, step: int,
+                     metrics: dict[str, list[float]], recorders: Sequence[HistoryWriter],
+                     writers: ReplicaWriters) -> None:
+  """Each replica's evaluation record to its history; with the LR and densities, to the
+  writers."""
+  exp = trainer.experiment
+  evaluations = {split: trainer.evaluate(state, split) for split in ("val", "test")}
+  records = []
+  for index, recorder in enumerate(recorders):
+    record = {"train_loss": metrics["loss"][index], "train_accuracy": metrics["accuracy"][index]}
+    for split, per_replica in evaluations.items():
+      record.update({f"{split}_{k}": v for k, v in per_replica[index].items()})
+    recorder.write_scalars(step, record)
+    records.append(record)
+  if writers.active:
+    finals = trainer.unstack(state)
+    writers.write(step, [{**record, **mask_and_lr_scalars(exp, final)}
+                         for record, final in zip(records, finals)])
+
+
 def mask_and_lr_scalars(exp, state: TrainState) -> dict[str, float]:
-  """What the writer gets beyond the history: the LR, global and per-layer density, and for
+  """What the writers get beyond the history: the LR, global and per-layer density, and for
   masks that change during training the number of updates so far and the fraction of
   positions the latest one flipped."""
   rows = masks_lib.layer_report(state.masks, exp.prunable)  # one host transfer of the masks
@@ -129,13 +253,9 @@ def mask_and_lr_scalars(exp, state: TrainState) -> dict[str, float]:
           **latest_update_scalars(state.mask_state, total)}
 
 
-def summarize(trainer: Trainer, state: TrainState, history: list[dict]) -> dict:
-  """Final and early-stopping metrics, density and per-layer density."""
-  return summary_of(trainer.experiment, state, history, trainer.evaluate(state, "test"))
-
-
 def summary_of(exp, state: TrainState, history: list[dict], test: dict[str, float]) -> dict:
-  """`summarize` given the final test metrics `test` of `state`."""
+  """Final and early-stopping metrics, density and per-layer density of one replica's
+  final `state`, given its final test metrics `test`."""
   return {
       "final_test_accuracy": test["accuracy"],
       "final_test_loss": test["loss"],
@@ -144,74 +264,6 @@ def summary_of(exp, state: TrainState, history: list[dict], test: dict[str, floa
       "layer_densities": masks_lib.layer_densities(state.masks, exp.prunable),
       "steps": int(state.step),
   }
-
-
-def train_run(trainer: Trainer, directory: str, initial_state: TrainState,
-              end_step: int | None = None, keep: tuple[int, ...] = (), label: str = "",
-              hooks: Sequence[Hook] = (), writer: MetricWriter | None = None,
-              data_seed: int | None = None) -> tuple[TrainState, dict]:
-  """Trains from `initial_state` with checkpoints in `directory`, resuming if any.
-
-  If `directory` holds checkpoints, training restarts from the latest one
-  (whose structure must match `initial_state`), so a killed run re-run with
-  the same arguments ends with the same params as an uninterrupted one.
-
-  Args:
-    trainer: compiled functions and data.
-    directory: the run's directory (checkpoints in `directory/checkpoints`).
-    initial_state: where training starts (its step may be > 0: a rewind).
-    end_step: the global step to stop at (default: the setup's total steps).
-    keep: steps whose checkpoints are kept (rewind points); the end always is.
-    label: names the run in progress lines.
-    hooks: passed to `train_loop`.
-    writer: receives every evaluation record; default (`default_writer`):
-      progress on stdout as `train.verbose` says and TensorBoard events in
-      `directory` when `train.tensorboard` is on.
-    data_seed: seed of the data order (default: the experiment's seed).
-
-  Returns:
-    (final state, summary dict incl. "history" and "wall_time_s").
-  """
-  exp = trainer.experiment
-  end_step = exp.total_steps if end_step is None else end_step
-  checkpointer = Checkpointer(os.path.join(directory, "checkpoints"),
-                              keep=set(keep) | {end_step})
-  state, history, prior = initial_state, [], 0.0
-  restored = checkpointer.restore_latest(initial_state, min_step=int(initial_state.step))
-  if restored is not None:
-    latest, state, payload = restored
-    history, prior = payload.get("history", []), float(payload.get("wall_time_s", 0.0))
-    if exp.verbose and latest < end_step:
-      note(f"{label + ' | ' if label else ''}resuming from step {latest}")
-  owned = writer is None
-  if owned:
-    writer = default_writer(exp, directory, end_step, int(state.step), label)
-  started = time.perf_counter()
-  try:
-    state, history = train_loop(trainer, state, checkpointer, end_step, history, writer=writer,
-                                hooks=hooks, prior_wall_time_s=prior, data_seed=data_seed)
-  finally:
-    if owned and writer is not None:
-      writer.close()
-  checkpointer.close()
-  summary = summarize(trainer, state, history)
-  summary.update(history=history, wall_time_s=prior + time.perf_counter() - started)
-  return state, summary
-
-
-def default_writer(exp, directory: str, end_step: int, start_step: int,
-                   label: str = "") -> MultiWriter | None:
-  """Progress on stdout (`exp.verbose`: 0 none, 1 bar or heartbeat, 2 every evaluation)
-  and, with `exp.tensorboard`, TensorBoard event files in `directory`; None if neither."""
-  writers: list[MetricWriter] = []
-  mode = progress_mode(exp.verbose)
-  if mode is not None:
-    progress = ProgressWriter(end_step, label, mode)
-    progress.start(start_step)
-    writers.append(progress)
-  if exp.tensorboard:
-    writers.append(TensorBoardWriter(directory, start_step))
-  return MultiWriter(writers) if writers else None
 
 
 def load_state(directory: str, step: int, like: TrainState) -> TrainState:

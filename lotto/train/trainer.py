@@ -1,13 +1,17 @@
 """The compiled train and eval functions of one setup, with its data on the device.
 
 `Trainer` is built once per setup (and reused across IMP levels, branches and
-seeds of the same shapes), so each compiled function is traced once. It reads
-a `TrainSetup`: any object with the fields below (the jobs' `Experiment` is
-one); `lotto.train` never builds models or reads configs itself.
+seeds of the same shapes), so each compiled function is traced once. It trains
+K >= 1 replicas of the setup, one per seed: one replica runs the step as it is
+(a single run, on the device mesh if any); K > 1 replicas are stacked
+(`lotto.train.replicas`) and the step is `vmap`ped over them, each replica
+with its own data order (its seed's). It reads a `TrainSetup`: any object with
+the fields below (the jobs' `Experiment` is one); `lotto.train` never builds
+models or reads configs itself.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +19,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from lotto.core.errors import ConfigError
 from lotto.core.types import PyTree
 from lotto.data.batching import batch_indices
 from lotto.data.inputs import InputSpec
@@ -24,6 +29,7 @@ from lotto.runtime import devices
 from lotto.train.block import make_train_block
 from lotto.train.evaluate import EvalSet, make_eval_fn
 from lotto.train.optim import Schedule
+from lotto.train.replicas import replica, stack
 from lotto.train.state import TrainState
 from lotto.train.step import make_train_step
 
@@ -50,17 +56,28 @@ class TrainSetup(Protocol):
 
 
 class Trainer:
-  """Compiled train/eval functions of one `TrainSetup`, with its data on device.
+  """Compiled train/eval functions of one `TrainSetup` for K >= 1 replicas, with its data
+  on device.
+
+  Every method speaks per replica: `run_block` returns each replica's mean
+  metrics and `evaluate` one dict per replica, whatever K is.
 
   Attributes:
     experiment: the setup it was built from.
+    seeds: one per replica; replica i's data order is that of `seeds[i]`.
+    batched: K > 1 (states carry a leading replica axis, the step is vmapped).
     loop: the resolved train loop ("scan" or "step").
     splits: the "val" and "test" evaluation sets on the device.
   """
-  population = False  # `lotto.train.population.PopulationTrainer`: a leading replica axis
 
-  def __init__(self, experiment: TrainSetup, mask_update: MaskUpdate | None = None):
+  def __init__(self, experiment: TrainSetup, mask_update: MaskUpdate | None = None,
+               seeds: Sequence[int] | None = None):
     self.experiment = exp = experiment
+    self.seeds = (int(exp.seed),) if seeds is None else tuple(int(s) for s in seeds)
+    self.batched = len(self.seeds) > 1
+    if self.batched and exp.mesh is not None:
+      raise ConfigError("replicas trained in one program (config.seeds) run on one device; "
+                        "set data_parallel=off")
     inputs = InputSpec.of(exp.dataset)
     step_fn = make_train_step(exp.model.apply, exp.tx, exp.schedule, inputs, mesh=exp.mesh)
     update_step_fn = None if mask_update is None else make_train_step(
@@ -69,13 +86,24 @@ class Trainer:
     self._update_steps = tuple(mask_update.due_steps) if mask_update is not None else ()
     self.loop = devices.choose_train_loop(exp.loop)
     self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn,
-                                   population=self.population)
-    self._evaluate = make_eval_fn(exp.model.apply, inputs, population=self.population)
+                                   batched=self.batched)
+    self._evaluate = make_eval_fn(exp.model.apply, inputs, batched=self.batched)
     self.splits = {
         "val": EvalSet.create(exp.dataset.x_val, exp.dataset.y_val, exp.eval_batch_size),
         "test": EvalSet.create(exp.dataset.x_test, exp.dataset.y_test, exp.eval_batch_size)}
     self._x_train = devices.replicate(jnp.asarray(exp.dataset.x_train), exp.mesh)
     self._y_train = devices.replicate(jnp.asarray(exp.dataset.y_train), exp.mesh)
+
+  def stack(self, states: Sequence[TrainState]) -> TrainState:
+    """The replicas' states as the one state the compiled functions take (a single
+    replica's state is used as it is)."""
+    return stack(states) if self.batched else states[0]
+
+  def unstack(self, state: TrainState) -> list[TrainState]:
+    """Each replica's state (a single run's state) out of `stack`'s result."""
+    if not self.batched:
+      return [state]
+    return [replica(state, index) for index in range(len(self.seeds))]
 
   def place(self, state: TrainState) -> TrainState:
     """A private copy of `state` on the device(s), replicated over the mesh if any.
@@ -85,50 +113,56 @@ class Trainer:
     """
     return devices.replicate(jax.tree.map(jnp.copy, state), self.experiment.mesh)
 
-  def run_block(self, state: TrainState, num_steps: int,
-                data_seed: int | None = None) -> tuple[TrainState, dict[str, float]]:
-    """Runs `num_steps` steps from `state.step` in one compiled block.
+  def run_block(self, state: TrainState, num_steps: int, data_seeds: Sequence[int] | None = None
+                ) -> tuple[TrainState, dict[str, list[float]]]:
+    """Runs `num_steps` steps from the replicas' step in one compiled block.
 
     `state` is donated (invalid afterwards); pass `place(state)` to keep it.
-    `data_seed` picks the data order (default: the experiment's seed); the
+    `data_seeds` picks each replica's data order (default: `seeds`); the
     instability analysis trains copies under different orders.
 
     Returns:
-      (new state, mean train loss and accuracy over the block's steps).
+      (new state, each replica's mean train loss and accuracy over the block's
+      steps: {"loss": [K floats], "accuracy": [K floats]}).
     """
-    exp = self.experiment
-    seed = exp.seed if data_seed is None else data_seed
+    seeds = self.seeds if data_seeds is None else tuple(int(s) for s in data_seeds)
     start = self.current_step(state)
     cuts = [start] + [s for s in self._update_steps if start < s < start + num_steps]
     cuts.append(start + num_steps)
     collected = []
     for begin, end in zip(cuts[:-1], cuts[1:]):  # a mask update only at a block's first step
-      indices = devices.shard_rows(jnp.asarray(self.block_indices(seed, begin, end - begin)),
-                                   exp.mesh)
+      indices = devices.shard_rows(jnp.asarray(self.block_indices(seeds, begin, end - begin)),
+                                   self.experiment.mesh)
       state, metrics = self._block(state, self._x_train, self._y_train, indices)
       collected.append(metrics)
     metrics = {k: np.concatenate([np.asarray(m[k]) for m in jax.device_get(collected)])
                for k in collected[0]}
-    return state, {k: self.mean_over_steps(v) for k, v in metrics.items()}
-
-  def mean_over_steps(self, values: np.ndarray):
-    """A block's metric ([num_steps]) averaged over its steps: a float."""
-    return float(np.mean(values))
+    if not self.batched:  # [num_steps]: the mean exactly as a single run always took it
+      return state, {k: [float(np.mean(v))] for k, v in metrics.items()}
+    return state, {k: [float(m) for m in np.mean(v, axis=0)] for k, v in metrics.items()}
 
   def current_step(self, state: TrainState) -> int:
-    """The global step `state` sits at."""
-    return int(state.step)
+    """The global step the replicas sit at (they move in step)."""
+    return int(state.step[0]) if self.batched else int(state.step)
 
-  def block_indices(self, seed: int, start: int, num_steps: int) -> np.ndarray:
-    """The example indices of steps [start, start + num_steps): [num_steps, batch]."""
+  def block_indices(self, seeds: Sequence[int], start: int, num_steps: int) -> np.ndarray:
+    """The example indices of steps [start, start + num_steps) in each seed's order:
+    [num_steps, batch] for one replica, [num_steps, K, batch] for K > 1."""
     exp = self.experiment
-    return batch_indices(seed, len(exp.dataset.x_train), exp.batch_size, start, num_steps)
+    rows = [batch_indices(seed, len(exp.dataset.x_train), exp.batch_size, start, num_steps)
+            for seed in seeds]
+    return np.stack(rows, axis=1) if self.batched else rows[0]
 
-  def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
-    """Mean loss and accuracy on "val" or "test" (BN in eval mode); {} if the split is empty."""
+  def evaluate(self, state: TrainState, split: str) -> list[dict[str, float]]:
+    """Per replica: mean loss and accuracy on "val" or "test" (BN in eval mode); {} if the
+    split is empty."""
     data = self.splits[split]
+    count = state.step.shape[0] if self.batched else 1
     if data.size == 0:
-      return {}
-    loss, correct = self._evaluate(state.params, state.masks, state.batch_stats,
-                                   data.x, data.y, data.weights)
-    return {"loss": float(loss) / data.size, "accuracy": float(correct) / data.size}
+      return [{} for _ in range(count)]
+    loss, correct = jax.device_get(self._evaluate(state.params, state.masks, state.batch_stats,
+                                                  data.x, data.y, data.weights))
+    if not self.batched:
+      loss, correct = [loss], [correct]
+    return [{"loss": float(l) / data.size, "accuracy": float(c) / data.size}
+            for l, c in zip(loss, correct)]

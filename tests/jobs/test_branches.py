@@ -171,8 +171,8 @@ def test_endpoints_reproduce_each_models_own_error(trainer, tmp_path):
   b, _ = train_run(trainer, str(tmp_path / "b"), start_b, data_seed=data_seed)
   assert not np.array_equal(_leaves(a.params)[1], _leaves(b.params)[1])
   _, errors = stability.interpolation_errors(trainer, a, b, 5)
-  assert errors[0] == pytest.approx(1 - trainer.evaluate(a, "test")["accuracy"], abs=0)
-  assert errors[-1] == pytest.approx(1 - trainer.evaluate(b, "test")["accuracy"], abs=0)
+  assert errors[0] == pytest.approx(1 - trainer.evaluate(a, "test")[0]["accuracy"], abs=0)
+  assert errors[-1] == pytest.approx(1 - trainer.evaluate(b, "test")[0]["accuracy"], abs=0)
 
 
 @pytest.mark.parametrize("errors, expected", [

@@ -162,13 +162,13 @@ def test_rewound_level_starts_at_theta_k_times_mask_with_fresh_optimizer(
   config.schedule.drops = ("5it",)  # schedule(0) = 5e-3, schedule(10) = 5e-4
   config.optimizer.learning_rate = 5e-3
   starts = []
-  real_train_run = imp_lib.train_run
+  real_train_replicas = imp_lib.train_replicas
 
-  def recording_train_run(trainer, directory, initial_state, **kwargs):
-    starts.append((directory, jax.tree.map(np.asarray, initial_state)))
-    return real_train_run(trainer, directory, initial_state, **kwargs)
+  def recording_train_replicas(trainer, directories, initial_states, **kwargs):
+    starts.append((directories[0], jax.tree.map(np.asarray, initial_states[0])))
+    return real_train_replicas(trainer, directories, initial_states, **kwargs)
 
-  monkeypatch.setattr(imp_lib, "train_run", recording_train_run)
+  monkeypatch.setattr(imp_lib, "train_replicas", recording_train_replicas)
   run_dir = str(tmp_path / "sgd")
   imp_lib.run_imp(config, run_dir)
   exp = create_experiment(config)

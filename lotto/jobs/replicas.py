@@ -1,17 +1,20 @@
-"""Populations (`config.seeds = (0, 1, 2, 3)`): K runs of one mode in one compiled program.
+"""A job's replicas: K >= 1 runs of one setup trained by one `Trainer` in one program.
 
-`train`, `prune`, `imp` and `sparse_train` run the K seeds' replicas together
-(`lotto.train.population`): one stacked TrainState, the train block
-`vmap`ped over it. Replica s writes what a single run of seed s writes, in
+A job builds its replicas and trains them together (`lotto.train.loop.
+train_replicas`): one replica is a single run (`config.seeds = ()`, the run
+of `config.seed` in the workdir itself); `config.seeds = (0, 1, 2, 3)` makes a
+population whose replica s writes what a single run of seed s writes, in
 `workdir/seed_<s>/` (its own config.json with `seed = s`, checkpoints and
-results.json), so `lotto report` and the single-run tools read it as such;
-the workdir's results.json (`mode = "population"`) pools the replicas
-(mean, std and the per-seed values of the final and early-stop accuracy).
+results.json), so `lotto report` and the single-run tools read it as such; the
+workdir's results.json (`mode = "population"`) then pools the replicas (mean,
+std and the per-seed values of the final and early-stop accuracy). Sweep cells
+of equal shapes are replicas too (`cell_replicas`), each in its cell's
+directory, not pooled.
 
-Results equal K separate runs within float rounding (XLA's batched matmuls
-reduce in another order than single ones; BUILD_NOTES.md has the measured
-differences), and a killed population resumes from the newest step every
-replica saved.
+Results of K > 1 replicas equal K separate runs within float rounding (XLA's
+batched matmuls reduce in another order than single ones; BUILD_NOTES.md has
+the measured differences), and a killed population resumes from the newest
+step every replica saved.
 """
 from __future__ import annotations
 
@@ -25,11 +28,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lotto.core.types import Masks
 from lotto.core.errors import ConfigError
+from lotto.dynamic.update import MaskUpdate
 from lotto.jobs.experiment import Experiment
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.state import TrainState
+from lotto.train.trainer import Trainer
 
 POOLED_METRICS = ("final_test_accuracy", "early_stop_test_accuracy", "final_test_loss", "density")
 
@@ -45,57 +51,76 @@ def replica_config(run_config: dict, seed: int) -> dict:
 
 
 @dataclasses.dataclass
-class Population:
-  """The replicas of a population: one experiment and directory per seed.
+class Replicas:
+  """The replicas of a job: one experiment and directory each.
 
   Attributes:
-    experiment: the shared setup (seed of the first replica); what compiles.
-    seeds: the replicas' seeds.
-    replicas: each seed's experiment (its seed and single-run config).
-    directories: each seed's directory, `workdir/seed_<s>`.
+    experiment: the shared setup (the first replica's seed; a population's run
+      config); what compiles.
+    members: each replica's experiment (its seed and single-run config).
+    directories: each replica's run directory.
+    pooled: a population (`config.seeds`): the workdir's results pool the
+      replicas'; False for a single run and for sweep cells.
   """
   experiment: Experiment
-  seeds: tuple[int, ...]
-  replicas: list[Experiment]
+  members: list[Experiment]
   directories: list[str]
+  pooled: bool = False
 
-  def init_states(self, masks: Sequence | None = None) -> list[TrainState]:
+  @property
+  def seeds(self) -> tuple[int, ...]:
+    return tuple(member.seed for member in self.members)
+
+  def trainer(self, mask_update: MaskUpdate | None = None) -> Trainer:
+    """The trainer of these replicas (vmapped over them only when there are several)."""
+    return Trainer(self.experiment, mask_update=mask_update, seeds=self.seeds)
+
+  def init_states(self, masks: Sequence[Masks | None] | None = None) -> list[TrainState]:
     """Each replica's fresh state from its seed's init (with its mask if given)."""
-    masks = [None] * len(self.seeds) if masks is None else masks
-    return [exp.init_state(m) for exp, m in zip(self.replicas, masks)]
+    masks = [None] * len(self.members) if masks is None else masks
+    return [member.init_state(m) for member, m in zip(self.members, masks)]
 
   def subdirectories(self, name: str) -> list[str]:
     return [os.path.join(d, name) for d in self.directories]
 
 
-def create_population(exp: Experiment, workdir: str, legacy: dict) -> Population:
-  """Checks memory, claims `workdir/seed_<s>` for each replica's single-run config.
+def run_seeds(exp: Experiment) -> tuple[int, ...]:
+  """The seeds of the replicas `create_replicas` builds: `config.seeds`, or the run's seed."""
+  return exp.seeds or (exp.seed,)
+
+
+def create_replicas(exp: Experiment, workdir: str, legacy: dict) -> Replicas:
+  """A single run in `workdir`, or for `config.seeds` a population in `workdir/seed_<s>`.
 
   Call after `runs.prepare_workdir(exp.run_config, workdir)` (which locks the
-  workdir; the replica directories are claimed without a lock of their own).
+  workdir). A population checks that it fits in memory and claims each
+  replica directory for the replica's single-run config (without a lock of
+  its own); it runs on one device.
 
   Raises:
     ConfigError: the population does not fit in memory, or a replica
       directory holds another config's run.
   """
+  if not exp.seeds:
+    return Replicas(exp, [exp], [workdir])
   seeds = exp.seeds
   if exp.mesh is not None:
     note(f"a population runs on one device: {len(seeds)} replicas on {jax.local_devices()[0]}")
     exp = dataclasses.replace(exp, mesh=None)
   check_memory(exp, len(seeds))
-  replicas, directories = [], []
+  members, directories = [], []
   for seed in seeds:
     single = replica_config(exp.run_config, seed)
-    replicas.append(dataclasses.replace(exp, seed=seed, run_config=single))
+    members.append(dataclasses.replace(exp, seed=seed, run_config=single))
     directories.append(seed_dir(workdir, seed))
     runs.claim_identity(single, directories[-1], legacy)
-  first = dataclasses.replace(exp, seed=seeds[0])
-  return Population(first, seeds, replicas, directories)
+  # The shared setup keeps the population's run config (its hash names the workdir).
+  return Replicas(dataclasses.replace(exp, seed=seeds[0]), members, directories, pooled=True)
 
 
-def cell_population(cells: Sequence[tuple[Experiment, str]], legacy: dict) -> Population:
-  """Sweep cells of equal shapes as one population: each cell's experiment trains as a
-  replica and writes its own directory, exactly what the cell run alone writes.
+def cell_replicas(cells: Sequence[tuple[Experiment, str]], legacy: dict) -> Replicas:
+  """Sweep cells of equal shapes as replicas: each cell's experiment trains as a replica
+  and writes its own directory, exactly what the cell run alone writes.
 
   Each cell directory is checked and locked as a single run's (`runs.prepare_workdir`).
 
@@ -103,15 +128,11 @@ def cell_population(cells: Sequence[tuple[Experiment, str]], legacy: dict) -> Po
     ConfigError: the cells do not fit in memory together, or a cell directory holds
       another config's run.
   """
-  first = cells[0][0]
-  if first.mesh is not None:
-    first = dataclasses.replace(first, mesh=None)
-  check_memory(first, len(cells))
+  members = [dataclasses.replace(exp, mesh=None) for exp, _ in cells]
+  check_memory(members[0], len(cells))
   for exp, directory in cells:
     runs.prepare_workdir(exp.run_config, directory, legacy)
-  replicas = [dataclasses.replace(exp, mesh=None) for exp, _ in cells]
-  return Population(first, tuple(exp.seed for exp in replicas), replicas,
-                    [directory for _, directory in cells])
+  return Replicas(members[0], members, [directory for _, directory in cells])
 
 
 def replica_bytes(exp: Experiment) -> int:
@@ -180,18 +201,22 @@ def pool(results: Sequence[dict], seeds: Sequence[int]) -> dict:
   return pooled
 
 
-def write_population_results(workdir: str, exp: Experiment, config: ml_collections.ConfigDict,
-                             population: Population, results: Sequence[dict]) -> dict:
-  """The workdir's results.json: the replicas' directories and pooled metrics."""
+def finish(workdir: str, config: ml_collections.ConfigDict, replicas: Replicas,
+           results: Sequence[dict]) -> dict:
+  """What a job returns once each replica wrote its results: a single run's results, or
+  for a population the workdir's results.json of pooled metrics (written here)."""
+  if not replicas.pooled:
+    return results[0]
+  exp = replicas.experiment
   summary = {"mode": "population", "base_mode": config.mode,
-             "config_hash": runs.config_hash(exp.run_config), "seeds": list(population.seeds),
-             "replicas": [os.path.basename(d) for d in population.directories],
-             "pooled": pool(results, population.seeds), "complete": True,
+             "config_hash": runs.config_hash(exp.run_config), "seeds": list(replicas.seeds),
+             "replicas": [os.path.basename(d) for d in replicas.directories],
+             "pooled": pool(results, replicas.seeds), "complete": True,
              "wall_time_s": max((r.get("wall_time_s", 0.0) for r in results), default=0.0)}
   runs.write_results(workdir, summary)
   if exp.verbose:
     accuracy = summary["pooled"].get("final_test_accuracy")
     if accuracy:
-      note(f"{len(population.seeds)} seeds: final test accuracy {accuracy['mean']:.2%} +- "
+      note(f"{len(replicas.seeds)} seeds: final test accuracy {accuracy['mean']:.2%} +- "
            f"{accuracy['std']:.2%}")
   return summary
