@@ -53,7 +53,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.eval_every = "100it"  # evaluation (and block) interval
   config.train.checkpoint_every = "500it"  # resume points
   config.train.save_at = ()          # extra kept checkpoints, e.g. ("500it",)
-  config.train.loop = "auto"         # scan | step | auto (scan)
+  config.train.loop = "scan"         # scan (a block in one program) | step (one per step)
   config.train.verbose = 1           # 0 quiet | 1 progress bar, a line per run | 2 a line per eval
   config.train.tensorboard = True    # TensorBoard event files in each run's directory
   config.train.on_nan = "stop"       # stop (exit 3, results.json says diverged) | continue
@@ -142,6 +142,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
 # Fields added after runs were made, with the value that reproduces what those runs
 # did: a workdir whose config.json lacks one resumes as if it held that value.
+# (Values renamed since are read in their new spelling by `runtime.runs`.)
 LEGACY_FIELDS = {
     (None, "seeds"): [],                   # (None, key): a top-level field
     ("sweep", "cells_per_program"): 1,

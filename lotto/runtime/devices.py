@@ -3,11 +3,10 @@
 - The data-parallel mesh (`create_mesh`) and how arrays are placed on it:
   replicated state and data (`replicate`), sharded batch indices
   (`shard_rows`).
-- The train-loop policy (`choose_train_loop`): "auto" is one compiled
-  `lax.scan` per block on every backend. (Conv nets on CPU used to dispatch
-  one step at a time: XLA:CPU ran JAX's convolution gradients 7-60x slower
-  inside loops; `models.conv_grad` writes them in the form XLA:CPU keeps fast,
-  and the scan is now 1.12x faster than dispatch on ResNet-20; BUILD_NOTES.md.)
+- The train loops (`TRAIN_LOOPS`): "scan" compiles a block of steps as one
+  `lax.scan` (the default on every backend: with `models.conv_grad` it is
+  faster than dispatch on conv nets too), "step" dispatches one compiled step
+  per step (one compile for blocks of any length).
 - The process-0 rule: only the main process writes files and prints
   (`is_main_process`, `note`), as in big_vision's `write_note`.
 - Meshes over several processes (`runtime.distributed`): replicated values
@@ -26,7 +25,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.types import PyTree
 
 DATA_PARALLEL = ("auto", "on", "off")
-TRAIN_LOOPS = ("auto", "scan", "step")
+TRAIN_LOOPS = ("scan", "step")
 
 
 def is_main_process() -> bool:
@@ -118,11 +117,15 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def choose_train_loop(loop: str) -> str:
-  """Resolves `train.loop`: "auto" is "scan" (one compiled block), "step" on request.
+  """`train.loop` checked: one of `TRAIN_LOOPS`, returned as it is.
+
+  There is nothing left to choose ("auto" was "scan" on every backend; old
+  run directories read it so, `jobs.defaults.LEGACY_FIELDS`); this check
+  stays until the trainer takes the loop its setup validated.
 
   Raises:
     ConfigError: an unknown loop name.
   """
   if loop not in TRAIN_LOOPS:
     raise ConfigError(f"unknown train.loop {loop!r}; valid choices: {', '.join(TRAIN_LOOPS)}")
-  return "scan" if loop == "auto" else loop
+  return loop

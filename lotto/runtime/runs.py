@@ -42,17 +42,32 @@ _RUN_FILES = (RESULTS_FILE, "checkpoints", "level_0", "cells", "dense", "train",
 _COSMETIC = (("train", "verbose"), ("train", "tensorboard"), ("train", "on_nan"),
              (None, "distributed"))
 
+# Values renamed since runs were made: (section, key) -> {old spelling: new spelling}.
+# A run is compared in the new spelling and hashed in the old one, so a rename changes
+# no run's identity: its config.json, run_id.json and results.json stay valid.
+# train.loop "auto" chose "scan" on every backend before it was dropped.
+_RENAMED = {("train", "loop"): {"auto": "scan"}}
 
-def _comparable(config: dict) -> dict:
+
+def _comparable(config: dict, spelling: str = "new") -> dict:
+  """`config` without its cosmetic fields, renamed values in the "new" or "old" spelling."""
   config = json.loads(json.dumps(config))
   for section, key in _COSMETIC:
     (config if section is None else config.get(section, {})).pop(key, None)
+  for (section, key), renamed in _RENAMED.items():
+    fields = config if section is None else config.get(section, {})
+    if spelling == "old":
+      renamed = {new: old for old, new in renamed.items()}
+    value = fields.get(key) if isinstance(fields, dict) else None
+    if isinstance(value, str) and value in renamed:
+      fields[key] = renamed[value]
   return config
 
 
 def config_hash(run_config: dict) -> str:
-  """A short hash of the run's config as JSON data (ignoring cosmetic fields)."""
-  text = json.dumps(_comparable(run_config), sort_keys=True)
+  """A short hash of the run's config as JSON data (ignoring cosmetic fields; renamed
+  values in the spelling runs were first hashed with)."""
+  text = json.dumps(_comparable(run_config, spelling="old"), sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -155,7 +170,8 @@ def check_workdir(run_config: dict, workdir: str,
   so it survives the loss of either; a workdir with run files but neither is
   refused rather than mixed with a new run. `legacy` gives, for config fields
   added after a workdir was made, the value that reproduces what the run did
-  then ({(section, key): value}), so older runs resume.
+  then ({(section, key): value}), so older runs resume; values renamed since
+  (`_RENAMED`) are compared in their new spelling.
 
   Raises:
     ConfigError: another config's run (naming the first differing fields), a

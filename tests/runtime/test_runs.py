@@ -1,10 +1,11 @@
-"""Run files: atomic JSON, the config check, the rule that only process 0 writes or prints,
-and the train-loop policy."""
+"""Run files: atomic JSON, the config check (legacy fields and renamed values), the rule
+that only process 0 writes or prints, and the train loops."""
 import jax
 import jax.numpy as jnp
 import pytest
 
 from lotto.core.errors import ConfigError
+from lotto.jobs import defaults
 from lotto.runtime import devices, runs
 
 
@@ -46,10 +47,27 @@ def test_only_the_main_process_writes_or_prints(tmp_path, monkeypatch, capsys):
   assert capsys.readouterr().out == "progress\n"
 
 
-def test_train_loop_auto_is_a_scan_and_a_bad_loop_is_a_one_line_error():
-  # Conv nets too: their gradients are canonical (models.conv_grad), so scanning is faster.
-  assert devices.choose_train_loop("auto") == "scan"
+def test_train_loops_and_a_bad_loop_is_a_one_line_error():
+  assert defaults.get_base_config().train.loop == "scan"
+  assert devices.choose_train_loop("scan") == "scan"
   assert devices.choose_train_loop("step") == "step"
-  with pytest.raises(ConfigError, match=r"^unknown train.loop 'while'; valid choices: auto, "
-                                        r"scan, step$"):
-    devices.choose_train_loop("while")
+  with pytest.raises(ConfigError, match=r"^unknown train.loop 'auto'; valid choices: scan, "
+                                        r"step$"):
+    devices.choose_train_loop("auto")
+
+
+def test_a_renamed_value_changes_no_run_identity(tmp_path):
+  # A run made when train.loop was "auto" (which chose "scan"): it resumes with "scan", under
+  # the same hash, and is still refused to another loop (named in the new spelling).
+  old = {"seed": 0, "train": {"duration": "40it", "loop": "auto"}}
+  now = {"seed": 0, "train": {"duration": "40it", "loop": "scan"}}
+  step = {"seed": 0, "train": {"duration": "40it", "loop": "step"}}
+  runs.prepare_workdir(old, str(tmp_path / "run"))
+  runs.check_workdir(now, str(tmp_path / "run"))
+  assert runs.config_hash(now) == runs.config_hash(old) != runs.config_hash(step)
+  with pytest.raises(ConfigError, match=r"train.loop: saved 'scan', now 'step'"):
+    runs.check_workdir(step, str(tmp_path / "run"))
+  (tmp_path / "run" / runs.CONFIG_FILE).unlink()  # the identity left in run_id.json
+  runs.check_workdir(now, str(tmp_path / "run"))
+  with pytest.raises(ConfigError, match="holds a run of another config"):
+    runs.check_workdir(step, str(tmp_path / "run"))
