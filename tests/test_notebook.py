@@ -25,6 +25,7 @@ def test_notebook_and_its_twin_hold_the_same_cells():
 
 # nbclient closes its kernel's event loop at teardown; pytest then reports the loop's
 # "Event loop is closed" from garbage collection: noise, not a failure of the notebook.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_notebook_runs_on_cpu_and_produces_its_figures(tmp_path, monkeypatch):
   notebook = nbformat.read(NOTEBOOK, as_version=4)

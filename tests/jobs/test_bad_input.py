@@ -12,6 +12,7 @@ from lotto.train.evaluate import early_stopping
 from tests.jobs.test_cli import run_cli
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, message", [
     (None, "config file {path} does not exist"),
     ("def get_config(:\n  pass\n", "config file {path}: syntax error at line 1"),

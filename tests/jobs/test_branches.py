@@ -185,6 +185,7 @@ def test_instability_on_written_out_paths(errors, expected):
   assert stability.instability(errors) == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_stability_job_end_to_end(tmp_path):
   workdir = tmp_path / "stab"
   config = load_config("test")

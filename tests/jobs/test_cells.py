@@ -33,6 +33,7 @@ def test_a_loop_over_cells_then_the_report_and_the_sweep_collect_them(tiny_confi
   assert [c["cell"] for c in summary["cells"]] == names
 
 
+@pytest.mark.slow
 def test_list_cells_and_a_cell_out_of_range_on_the_command_line(tmp_path):
   args = [f"--config={TEST_CONFIG}", f"--workdir={tmp_path / 'sweep'}",
           "--config.mode=sparse_sweep", "--config.sweep.methods=('set','rigl')",

@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # every test here runs the `lotto` command
+
 TEST_CONFIG = str(REPO / "configs" / "test.py")
 
 

@@ -35,6 +35,7 @@ def test_every_mode_stops_and_records_the_divergence(tiny_config, tmp_path, mode
   assert results["diverged_at_step"] == 10 and results["last_finite_checkpoint"] is None
 
 
+@pytest.mark.slow
 def test_the_cli_exits_3_with_one_line(tmp_path):
   result = run_cli(f"--config={TEST_CONFIG}", f"--workdir={tmp_path}",
                    "--config.optimizer.name=sgd", "--config.optimizer.learning_rate=1e8")

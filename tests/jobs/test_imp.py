@@ -248,6 +248,7 @@ def test_finished_run_is_skipped(uninterrupted):
   assert os.path.getmtime(os.path.join(imp_lib.level_dir(workdir, 1), "results.json")) == mtime
 
 
+@pytest.mark.slow
 def test_imp_cli_end_to_end_writes_results_and_plots(tmp_path):
   workdir = tmp_path / "cli"
   result = run_cli(f"--config={TEST_CONFIG}", f"--workdir={workdir}", "--config.mode=imp",
@@ -270,6 +271,7 @@ def test_imp_cli_end_to_end_writes_results_and_plots(tmp_path):
   assert (workdir / "imp_report.txt").read_text().startswith("IMP: final test accuracy")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, message", [
     ("--config.imp.rewind=early", "imp.rewind: cannot parse duration 'early'"),
     ("--config.imp.rewind=50it", "imp.rewind='50it' (50 steps) is not before the end of training"),

@@ -11,6 +11,7 @@ from lotto.jobs.prune import run_prune
 from tests.jobs.test_cli import TEST_CONFIG, run_cli
 
 
+@pytest.mark.slow
 def test_prune_job_end_to_end(tiny_config, tmp_path):
   tiny_config.mode = "prune"
   tiny_config.prune.method = "snip"
@@ -37,6 +38,7 @@ def test_prune_early_in_training_continues_schedule(tiny_config, tmp_path):
   assert [h["step"] for h in results["history"]] == [30, 40]  # sparse run starts at k
 
 
+@pytest.mark.slow
 def test_prune_cli_end_to_end(tmp_path):
   workdir = tmp_path / "run"
   ok = run_cli(f"--config={TEST_CONFIG}", f"--workdir={workdir}", "--config.mode=prune",

@@ -161,6 +161,7 @@ def test_kill_between_mask_updates_and_resume_is_bit_identical(tiny_config, tmp_
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_cli_runs_a_static_and_a_dynamic_method_in_a_sparse_sweep(tmp_path):
   # gmp, dsd and set run through the same sweep code; their jobs are tested above.
   workdir = tmp_path / "sweep"
@@ -207,6 +208,7 @@ def test_bad_sparse_settings_are_one_line_errors(tiny_config, tmp_path, field, v
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, message", [
     (("--config.sparse.method=gmp", "--config.sparse.begin=30it", "--config.sparse.end=20it"),
      "sparse.begin (30 steps) is after sparse.end (20 steps)"),

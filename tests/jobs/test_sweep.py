@@ -10,6 +10,7 @@ from lotto.jobs.sweep import run_prune_sweep
 from tests.jobs.test_cli import run_cli
 
 
+@pytest.mark.slow
 def test_sweep_runs_cells_skips_finished_and_reports(tiny_config, tmp_path, capsys):
   tiny_config.mode = "prune_sweep"
   tiny_config.sweep.methods = ("magnitude", "random")

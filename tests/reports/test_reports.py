@@ -1,10 +1,13 @@
 """`lotto report` reads files only: every run under a directory is reported, of every kind."""
 import json
 
+import pytest
+
 from lotto.reports import write_report
 from tests.jobs.test_cli import run_cli
 
 
+@pytest.mark.slow
 def test_report_on_empty_workdir_is_a_clear_error(tmp_path):
   result = run_cli("report", f"--workdir={tmp_path}")
   assert result.returncode == 2 and "no results (results.json of a prune" in result.stderr

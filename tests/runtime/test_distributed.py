@@ -61,6 +61,7 @@ def _final_state(workdir):
   return state
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_process_on_the_same_global_batch(tmp_path):
   coordinator = f"127.0.0.1:{_free_port()}"
   launched = [_lotto(tmp_path / "two_processes",
@@ -131,6 +132,7 @@ def test_launches_found_in_the_environment():
   assert distributed.initialize("auto", {}) == 1 and distributed.initialize("off", {}) == 1
 
 
+@pytest.mark.slow
 def test_a_bad_launch_from_the_cli_exits_2_and_writes_nothing(tmp_path):
   workdir = tmp_path / "run"
   process = _lotto(workdir, _env(tmp_path, LOTTO_NUM_PROCESSES="2", LOTTO_PROCESS_ID="5",

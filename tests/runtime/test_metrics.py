@@ -64,6 +64,7 @@ def _imp_command(workdir, verbose):
           f"--config.train.verbose={verbose}"]
 
 
+@pytest.mark.slow
 def test_main_job_output_is_a_line_per_run_and_the_table(tmp_path):
   result = subprocess.run(_imp_command(tmp_path / "run", 1), capture_output=True, text=True,
                           cwd=REPO, timeout=300, check=True)
@@ -80,6 +81,7 @@ def test_main_job_output_is_a_line_per_run_and_the_table(tmp_path):
   assert abs(branch["density"][-1][1] - 0.64) < 1e-3 and "density/hidden_0/kernel" in branch
 
 
+@pytest.mark.slow
 def test_a_terminal_gets_a_progress_bar(tmp_path):
   controller, terminal = pty.openpty()
   command = [sys.executable, "-m", "lotto.main", f"--config={TEST_CONFIG}",

@@ -68,6 +68,7 @@ def test_the_run_identity_survives_a_lost_config_json(tiny_config, tmp_path):
     lotto.run_train(tiny_config, str(workdir))
 
 
+@pytest.mark.slow
 def test_a_workdir_that_is_a_file_and_an_unusable_cache_are_one_line_errors(tmp_path):
   (tmp_path / "file").write_text("not a directory")
   result = run_cli(f"--config={TEST_CONFIG}", f"--workdir={tmp_path / 'file'}")
@@ -212,6 +213,7 @@ def read_only_view(tmp_path):
     subprocess.run(["umount", str(view)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_really_read_only_workdir(tiny_config, tmp_path, read_only_view):
   lotto.run_train(tiny_config, str(tmp_path / "run"))
   finished = read_only_view(tmp_path / "run")

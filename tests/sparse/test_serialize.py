@@ -118,6 +118,7 @@ def _cli(*args):
                         text=True, timeout=120, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_lotto_export_prints_one_line_and_exits_2_on_bad_input(finished_run, tmp_path):
   workdir = str(tmp_path / "run")
   shutil.copytree(finished_run, workdir)
