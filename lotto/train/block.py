@@ -26,8 +26,8 @@ def make_train_block(step_fn: StepFn, loop: str = "scan",
     step_fn: from `step.make_train_step`.
     loop: "scan" compiles the whole block as one `lax.scan`; "step" jits one
       step (batch gathered on device) and calls it per step from Python (one
-      compile for blocks of any length). `train.loop=auto` is "scan"
-      (`runtime.devices.choose_train_loop`).
+      compile for blocks of any length). `train.loop` chooses; "scan" is
+      the default.
     first_step_fn: if given, the block's first step runs this instead (the
       step with the mask-update seam), the others `step_fn`. The Trainer
       starts a block at every mask-update step, so the update's `lax.cond` is
