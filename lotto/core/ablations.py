@@ -1,20 +1,45 @@
-"""Mask ablations of "Pruning at Initialization: Missing the Mark".
+"""Mask ablations of "Pruning at Initialization: Missing the Mark" (`prune.ablation`).
 
 Each keeps *how many* weights a method chose (per layer or overall) and
-destroys *which*: shuffling within layers, shuffling across layers, or an
-even random mask at the global density. `invert` (keep the lowest scores) is
-applied by the pruning driver to the scores, and `reinit` (same mask, fresh
-values) by the job that builds the initial state.
+destroys *which*, or *what values* they start from: shuffling within layers,
+shuffling across layers, an even random mask at the global density, the
+inverted ranking (keep the lowest scores), or the same mask from a fresh
+init. An `Ablation` entry says which of these it does, so the pruning job
+applies any of them without comparing names.
 """
 from __future__ import annotations
+
+import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from lotto.core import masks as masks_lib
+from lotto.core.registry import Registry
 from lotto.core.types import Masks, Prunable
 
-ABLATIONS = ("none", "shuffle", "shuffle_global", "even", "reinit", "invert")
+MaskTransform = Callable[[jax.Array, Masks, Prunable], Masks]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ablation:
+  """One ablation of a pruned mask.
+
+  Attributes:
+    name: its `prune.ablation` value.
+    summary: one line for the docs.
+    transform: (key, masks, prunable) -> masks, applied to the pruned mask
+      (None: the mask is kept).
+    invert_scores: prune by the lowest scores instead of the highest.
+    fresh_values: train the mask from a fresh init drawn from another key,
+      instead of the weights it was chosen from.
+  """
+  name: str
+  summary: str
+  transform: MaskTransform | None = None
+  invert_scores: bool = False
+  fresh_values: bool = False
 
 
 def shuffle_within_layers(key: jax.Array, masks: Masks, prunable: Prunable) -> Masks:
@@ -40,3 +65,17 @@ def shuffle_globally(key: jax.Array, masks: Masks, prunable: Prunable) -> Masks:
 def even_masks(key: jax.Array, masks: Masks, prunable: Prunable) -> Masks:
   """A random mask with every prunable layer at the global density of `masks`."""
   return masks_lib.random_masks(key, masks, prunable, masks_lib.density(masks, prunable))
+
+
+ABLATIONS: Registry[Ablation] = Registry("prune.ablation", ordered=True)
+for _ablation in (
+    Ablation("none", "the method's mask as it is"),
+    Ablation("shuffle", "the mask permuted within each layer (per-layer counts kept)",
+             transform=shuffle_within_layers),
+    Ablation("shuffle_global", "the mask permuted across layers (the global count kept)",
+             transform=shuffle_globally),
+    Ablation("even", "a random mask with every layer at the global density", transform=even_masks),
+    Ablation("reinit", "the same mask trained from a fresh init", fresh_values=True),
+    Ablation("invert", "keep the lowest scores instead of the highest", invert_scores=True),
+):
+  ABLATIONS.register(_ablation.name, _ablation)

@@ -13,10 +13,13 @@ class Registry(Generic[T]):
 
   Attributes:
     kind: what the registry holds, used in error messages ("model").
+    ordered: `names()` in registration order (a canonical order that reports and
+      `--help` follow) instead of sorted.
   """
 
-  def __init__(self, kind: str):
+  def __init__(self, kind: str, ordered: bool = False):
     self.kind = kind
+    self.ordered = ordered
     self._entries: dict[str, T] = {}
 
   def register(self, name: str, value: T | None = None):
@@ -43,7 +46,7 @@ class Registry(Generic[T]):
     return self._entries[name]
 
   def names(self) -> list[str]:
-    return sorted(self._entries)
+    return list(self._entries) if self.ordered else sorted(self._entries)
 
   def __contains__(self, name: object) -> bool:
     return name in self._entries

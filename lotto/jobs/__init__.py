@@ -9,6 +9,7 @@ fields), and one module per mode (`train`, `prune`, `sweep`, `imp` with its
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import os
 import pathlib
@@ -20,35 +21,72 @@ from lotto.core.errors import ConfigError
 from lotto.core.registry import Registry
 
 Job = Callable[[ml_collections.ConfigDict, str], dict]
-JOBS: Registry[tuple[str, str]] = Registry("mode")
-JOBS.register("train", ("lotto.jobs.train", "run_train"))
-JOBS.register("prune", ("lotto.jobs.prune", "run_prune"))
-JOBS.register("prune_sweep", ("lotto.jobs.sweep", "run_prune_sweep"))
-JOBS.register("imp", ("lotto.jobs.imp", "run_imp"))
-JOBS.register("stability", ("lotto.jobs.stability", "run_stability"))
-JOBS.register("sparse_train", ("lotto.jobs.sparse_train", "run_sparse_train"))
-JOBS.register("sparse_sweep", ("lotto.jobs.sparse_sweep", "run_sparse_sweep"))
 
-# Sweep modes: (module, cells(config) -> [(name, cell config)], run(cell config, cell dir)).
-SWEEPS = {
-    "prune_sweep": ("lotto.jobs.sweep", "cell_configs", "run_cell"),
-    "sparse_sweep": ("lotto.jobs.sparse_sweep", "sparse_cells", "run_cell"),
-}
 
-MODE_HELP = {
-    "train": "one dense or masked training run",
-    "prune": "pruning at initialization (or at step k), then training the sparse net",
-    "prune_sweep": "methods x densities x ablations x pruning steps x seeds, resumable by cell",
-    "imp": "lottery tickets: iterative magnitude pruning with rewinding, and its controls",
-    "stability": "instability to SGD noise and ticket accuracy against the rewind step",
-    "sparse_train": "sparsity during training: static, gmp (one-shot), dsd, set, rigl",
-    "sparse_sweep": "sparse_train methods x densities x seeds, resumable by cell",
-}
+@dataclasses.dataclass(frozen=True)
+class Mode:
+  """A job `config.mode` names.
+
+  Attributes:
+    name: the mode.
+    module, function: where the job lives (imported when the mode runs).
+    help: one line for `lotto --help` ("{sparse_methods}" there lists the registered
+      sparse-training methods).
+    population: runs `config.seeds` as replicas in one program.
+    sweep: for a sweep, (cells function, cell runner) in `module`:
+      cells(config) -> [(name, cell config)] and run(cell config, cell dir),
+      for `--list_cells` and `--cell`.
+  """
+  name: str
+  module: str
+  function: str
+  help: str
+  population: bool = False
+  sweep: tuple[str, str] | None = None
+
+
+MODES: Registry[Mode] = Registry("mode")
+
+
+def _register(mode: Mode) -> None:
+  MODES.register(mode.name, mode)
+
+
+def _sparse_methods() -> str:
+  """The registered sparse-training methods (imported here: `lotto.jobs` loads no JAX)."""
+  from lotto.dynamic.methods import SPARSE_METHODS  # pylint: disable=import-outside-toplevel
+  return ", ".join(SPARSE_METHODS.names())
+
+
+_register(Mode("train", "lotto.jobs.train", "run_train", "one dense or masked training run",
+               population=True))
+_register(Mode("prune", "lotto.jobs.prune", "run_prune",
+               "pruning at initialization (or at step k), then training the sparse net",
+               population=True))
+_register(Mode("prune_sweep", "lotto.jobs.sweep", "run_prune_sweep",
+               "methods x densities x ablations x pruning steps x seeds, resumable by cell",
+               sweep=("cell_configs", "run_cell")))
+_register(Mode("imp", "lotto.jobs.imp", "run_imp",
+               "lottery tickets: iterative magnitude pruning with rewinding, and its controls",
+               population=True))
+_register(Mode("stability", "lotto.jobs.stability", "run_stability",
+               "instability to SGD noise and ticket accuracy against the rewind step"))
+_register(Mode("sparse_train", "lotto.jobs.sparse_train", "run_sparse_train",
+               "sparsity during training: {sparse_methods}", population=True))
+_register(Mode("sparse_sweep", "lotto.jobs.sparse_sweep", "run_sparse_sweep",
+               "sparse_train methods x densities x seeds, resumable by cell",
+               sweep=("sparse_cells", "run_cell")))
+
+
+def population_modes() -> list[str]:
+  """The modes that run `config.seeds` as a population."""
+  return [name for name in MODES.names() if MODES.get(name).population]
+
 
 OVERRIDES = (
     ("--config.mode=prune --config.prune.method=snip --config.prune.density=0.05", "SNIP to 5 %"),
     ("--config.mode=sparse_train --config.sparse.method=rigl --config.sparse.density=0.05",
-     "RigL at 5 % density (also static, gmp, dsd, set)"),
+     "RigL at 5 % density (sparse.method: {sparse_methods})"),
     ("--config.seed=1", "another seed (init, data order, random masks)"),
     ("--config.seeds='(0,1,2,3)'", "four seeds in one compiled program (a population)"),
     ("--config.imp.levels=15 --config.imp.rewind=0it", "15 IMP levels, rewinding to init"),
@@ -67,8 +105,8 @@ def job_function(mode: str) -> Job:
   Raises:
     ConfigError: unknown mode, listing the valid ones.
   """
-  module, name = JOBS.get(mode)
-  return getattr(importlib.import_module(module), name)
+  entry = MODES.get(mode)
+  return getattr(importlib.import_module(entry.module), entry.function)
 
 
 def run_job(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -93,11 +131,13 @@ def join_launch(config: ml_collections.ConfigDict) -> int:
 
 
 def _sweep(config: ml_collections.ConfigDict):
-  if config.mode not in SWEEPS:
-    raise ConfigError(f"--cell and --list_cells need a sweep mode ({', '.join(SWEEPS)}); "
+  sweeps = [name for name in MODES.names() if MODES.get(name).sweep]
+  if config.mode not in sweeps:
+    raise ConfigError(f"--cell and --list_cells need a sweep mode ({', '.join(sweeps)}); "
                       f"config.mode is {config.mode!r}")
-  module, cells, run = SWEEPS[config.mode]
-  loaded = importlib.import_module(module)
+  entry = MODES.get(config.mode)
+  loaded = importlib.import_module(entry.module)
+  cells, run = entry.sweep
   return getattr(loaded, cells), getattr(loaded, run)
 
 
@@ -157,14 +197,16 @@ def help_text(configs_dir: pathlib.Path = CONFIGS_DIR) -> str:
            "  lotto --config=... --workdir=DIR --list_cells | --cell=i   a sweep's cells, or",
            "      run cell i only (one task of a job array; see README.md)", "",
            "modes (--config.mode=...):"]
-  lines += [f"  {mode:<12} {MODE_HELP.get(mode, '')}" for mode in JOBS.names()]
+  methods = _sparse_methods()
+  lines += [f"  {mode:<12} {MODES.get(mode).help.format(sparse_methods=methods)}"
+            for mode in MODES.names()]
   lines += ["", f"configs ({configs_dir}):"]
   shipped = sorted(configs_dir.glob("*.py")) if configs_dir.is_dir() else []
   lines += [f"  {path.name:<22} {_first_docstring_line(path)}" for path in shipped]
   if not shipped:
     lines.append("  (none found next to this installation: see the repository's configs/)")
   lines += ["", "common overrides (the config is locked: a misspelled field is an error):"]
-  lines += [f"  {flag}\n      {what}" for flag, what in OVERRIDES]
+  lines += [f"  {flag}\n      {what.format(sparse_methods=methods)}" for flag, what in OVERRIDES]
   lines += ["", "Re-running a command on the same --workdir resumes it. Bad input prints one",
             "line 'lotto: error: ...' and exits with code 2. All flags: lotto --helpfull"]
   return "\n".join(lines)

@@ -23,6 +23,7 @@ from lotto.core.durations import parse_duration
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Prunable
+from lotto import jobs as jobs_lib
 from lotto.jobs import defaults
 from lotto.models import create_model, init_variables
 from lotto.runtime import devices, locks, runs
@@ -131,7 +132,6 @@ def positive_int(value, what: str) -> int:
 
 
 ON_NAN = ("stop", "continue")
-POPULATION_MODES = ("train", "prune", "imp", "sparse_train")
 SEED_LIMIT = 2**32  # PRNGKey(seed) keeps 32 bits: larger seeds would alias smaller ones
 
 
@@ -165,9 +165,11 @@ def population_seeds(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   if repeated:
     raise ConfigError(f"seeds lists {', '.join(map(str, repeated))} more than once: "
                       f"{tuple(seeds)!r}; each replica needs its own seed")
-  if config.mode not in POPULATION_MODES:
-    hint = " (a sweep has its own sweep.seeds)" if "sweep" in config.mode else ""
-    raise ConfigError(f"seeds (a population) works with mode {', '.join(POPULATION_MODES)}; "
+  modes = jobs_lib.population_modes()
+  if config.mode not in modes:
+    hint = (" (a sweep has its own sweep.seeds)"
+            if config.mode in jobs_lib.MODES and jobs_lib.MODES.get(config.mode).sweep else "")
+    raise ConfigError(f"seeds (a population) works with mode {', '.join(modes)}; "
                       f"got mode {config.mode!r}{hint}: set seeds=() ")
   if jax.process_count() > 1:
     raise ConfigError(f"seeds (a population) runs in one process; this is a "

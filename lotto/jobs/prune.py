@@ -98,7 +98,7 @@ def prune_settings_from_config(config: ml_collections.ConfigDict,
       normalization=_choice(p.normalization, selection.NORMALIZATIONS, "prune.normalization"),
       iterations=p.iterations or pruning.default_iterations(p.method),
       schedule=_choice(p.schedule, schedules.SCHEDULES, "prune.schedule"),
-      ablation=_choice(p.ablation, ablations.ABLATIONS, "prune.ablation"),
+      ablation=ablations.ABLATIONS.get(p.ablation).name,
       at_step=at_step, samples_per_class=p.samples_per_class,
       synflow_dtype=_choice(p.synflow_dtype, SYNFLOW_DTYPES, "prune.synflow_dtype"),
       grasp_params=_choice(p.grasp_params, GRASP_PARAMS, "prune.grasp_params"),
@@ -117,6 +117,7 @@ def scoring_batch(exp: Experiment, per_class: int) -> tuple[jax.Array, jax.Array
 
 def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats) -> Masks:
   """Scores `params`, prunes, and applies the mask-level ablation if any."""
+  ablation = ablations.ABLATIONS.get(settings.ablation)
   ones = masks_lib.ones_like(params)
   ctx = ScoringContext(exp.model.apply, exp.dataset.input_shape,
                        synflow_dtype=settings.synflow_dtype, grasp_params=settings.grasp_params,
@@ -133,16 +134,12 @@ def compute_masks(exp: Experiment, settings: PruneSettings, params, batch_stats)
                         purpose_key(exp.seed, "prune_scores"), batch_stats=batch_stats,
                         batch=batch, iterations=settings.iterations,
                         schedule=settings.schedule, scope=settings.scope,
-                        invert=settings.ablation == "invert",
+                        invert=ablation.invert_scores,
                         normalization=settings.normalization, count_rule=settings.count_rule,
                         structure=settings.structure)
-  key = purpose_key(exp.seed, f"ablation_{settings.ablation}")
-  if settings.ablation == "shuffle":
-    masks = ablations.shuffle_within_layers(key, masks, exp.prunable)
-  elif settings.ablation == "shuffle_global":
-    masks = ablations.shuffle_globally(key, masks, exp.prunable)
-  elif settings.ablation == "even":
-    masks = ablations.even_masks(key, masks, exp.prunable)
+  if ablation.transform is not None:
+    masks = ablation.transform(purpose_key(exp.seed, f"ablation_{ablation.name}"), masks,
+                               exp.prunable)
   return masks
 
 
@@ -191,7 +188,7 @@ def pruned_masks(exp: Experiment, settings: PruneSettings, workdir: str,
 def sparse_start(exp: Experiment, settings: PruneSettings, state_k: TrainState,
                  masks: Masks) -> TrainState:
   """Where the sparse run starts: theta_k * mask (rewound), or a fresh init for "reinit"."""
-  if settings.ablation == "reinit":
+  if ablations.ABLATIONS.get(settings.ablation).fresh_values:
     params, stats = exp.init_params(purpose_key(exp.seed, "reinit"))
     return create_train_state(params, stats, masks, exp.tx, state_k.rng, step=settings.at_step)
   return rewind(state_k, masks, exp.tx)

@@ -21,7 +21,8 @@ from lotto import reports
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.jobs.experiment import check_seed, create_experiment, job, population_seeds
-from lotto.jobs.sparse_settings import SPARSE_METHODS, sparse_settings
+from lotto.dynamic.methods import SPARSE_METHODS
+from lotto.jobs.sparse_settings import sparse_settings
 from lotto.jobs.sparse_train import run_sparse_train, run_sparse_train_cells
 from lotto.jobs.sweep import Batching, cells_per_program, run_sweep
 
@@ -45,7 +46,7 @@ def sparse_cells(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
   for method in sweep.methods:
     if method not in SPARSE_METHODS:
       raise ConfigError(f"unknown sparse method {method!r} in sweep.methods; valid choices: "
-                        f"{', '.join(SPARSE_METHODS)}")
+                        f"{', '.join(SPARSE_METHODS.names())}")
   for density in sweep.densities:
     masks_lib.check_density(density, "sweep.densities entry")
   for seed in sweep.seeds:

@@ -1,6 +1,6 @@
-"""Sparsity during training (`config.mode = "sparse_train"`): static, gmp, dsd, set, rigl.
+"""Sparsity during training (`config.mode = "sparse_train"`).
 
-`sparse.method`:
+`sparse.method` names an entry of `lotto.dynamic.methods.SPARSE_METHODS`:
 
 - `static`: a fixed random mask (ERK or uniform, or `config.topology`'s
   wiring) trained from init: the control of every dynamic method.
@@ -22,10 +22,8 @@ fraction changed per update) to the usual summary.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -37,7 +35,8 @@ from lotto.core.rng import purpose_key
 from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.jobs.replicas import Replicas, cell_replicas, create_replicas, finish, run_seeds
-from lotto.jobs.sparse_settings import SparseSettings, sparse_settings
+from lotto.dynamic.methods import SPARSE_METHODS, MethodInputs, SparseSettings
+from lotto.jobs.sparse_settings import sparse_settings
 from lotto.jobs.topology import topology_masks
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -55,10 +54,10 @@ def start_masks(config: ml_collections.ConfigDict, exp: Experiment,
                 settings: SparseSettings):
   """The mask training starts from: dense (gmp, dsd), the topology's, or random at the
   layer densities of `sparse.distribution` (static, set, rigl)."""
-  if settings.method in ("gmp", "dsd"):
+  if SPARSE_METHODS.get(settings.method).starts_dense:
     if config.topology.name != "none":
       raise ConfigError(f"sparse.method={settings.method!r} starts dense; a topology is the "
-                        "start mask of static, set or rigl (or of a train run): set "
+                        f"start mask of {', '.join(_starting_sparse())} (or of a train run): set "
                         "topology.name='none' or another sparse.method")
     return None
   chosen = topology_masks(config, exp.params_shape, exp.prunable, exp.seed)
@@ -68,30 +67,14 @@ def start_masks(config: ml_collections.ConfigDict, exp: Experiment,
                                 exp.prunable, _layer_densities(exp, settings))
 
 
+def _starting_sparse() -> list[str]:
+  return [n for n in SPARSE_METHODS.names() if not SPARSE_METHODS.get(n).starts_dense]
+
+
 def mask_update(exp: Experiment, settings: SparseSettings) -> dynamic.MaskUpdate | None:
-  """The `lotto.dynamic` method `settings` ask for (None for static)."""
-  names = [n for n, f in zip(masks_lib.leaf_names(exp.params_shape),
-                             jax.tree.leaves(exp.prunable)) if f]
-  if settings.method == "gmp":
-    densities = _layer_densities(exp, settings)
-    return dynamic.GradualMagnitude(
-        exp.prunable, settings.begin, settings.end, settings.update_every,
-        tuple(densities[n] for n in names), scope=settings.scope,
-        criterion=settings.criterion, threshold=settings.threshold,
-        obd_probes=settings.obd_probes, structure=settings.structure)
-  if settings.method == "dsd":
-    densities = _layer_densities(exp, settings)
-    sizes = layer_sizes(exp.params_shape, exp.prunable)
-    return dynamic.DenseSparseDense(
-        exp.prunable, settings.dsd_boundaries[0], settings.dsd_boundaries[1],
-        tuple(int(round(densities[n] * math.prod(sizes[n]))) for n in names),
-        structure=settings.structure)
-  if settings.method in ("set", "rigl"):
-    return dynamic.DropAndGrow(
-        exp.prunable, settings.update_every, settings.stop, settings.drop_fraction,
-        settings.drop_schedule, "random" if settings.method == "set" else "gradient",
-        begin=settings.begin)
-  return None
+  """The mask update of `settings.method` (None for a fixed mask)."""
+  return SPARSE_METHODS.get(settings.method).build(MethodInputs(
+      settings, exp.prunable, exp.params_shape, _layer_densities(exp, settings)))
 
 
 def _scaled_after(schedule, step: int, scale: float):
@@ -103,15 +86,15 @@ def build_sparse_run(config: ml_collections.ConfigDict):
   """Validates `config` and builds what a sparse_train run needs; writes nothing.
 
   Returns:
-    (experiment (with DSD's scaled LR schedule), settings, the mask update
-    (None for static)).
+    (experiment (with the method's LR scaling, e.g. DSD's), settings, the mask
+    update (None for a fixed mask)).
   """
   exp = create_experiment(config)
   settings = sparse_settings(config, exp)
   method = mask_update(exp, settings)
-  if settings.method == "dsd":  # the mask is dense again after step dense_at's update
-    exp = dataclasses.replace(exp, schedule=_scaled_after(
-        exp.schedule, settings.dsd_boundaries[1] + 1, settings.final_lr_scale))
+  scaled = SPARSE_METHODS.get(settings.method).lr_scale(settings)
+  if scaled is not None:
+    exp = dataclasses.replace(exp, schedule=_scaled_after(exp.schedule, *scaled))
   return exp, settings, method
 
 
@@ -194,7 +177,8 @@ def _train_replicas(configs: Sequence[ml_collections.ConfigDict], starts: Sequen
   updates; with several, the update's `lax.cond` runs batched); writes and returns each
   replica's results."""
   exp = replicas.experiment
-  keep = set(exp.save_steps) | set(settings.dsd_boundaries if settings.method == "dsd" else ())
+  phases = SPARSE_METHODS.get(settings.method).phases(settings)
+  keep = set(exp.save_steps) | {step for _, step in phases}
   trainer = replicas.trainer(mask_update=method)
   finals, summaries = train_replicas(trainer, replicas.directories, starts,
                                      keep=tuple(sorted(keep)), hooks=hooks, label=settings.method)
@@ -202,7 +186,7 @@ def _train_replicas(configs: Sequence[ml_collections.ConfigDict], starts: Sequen
   for config, member, directory, start, final, summary in zip(
       configs, replicas.members, replicas.directories, starts, finals, summaries):
     result = _results(config, member, settings, start, final, summary)
-    if settings.method == "dsd":
+    if phases:
       result["phases"] = _phase_accuracies(
           lambda s: trainer.evaluate(trainer.stack([s]), "test")[0],
           directory, start, settings, summary, exp.prunable)
@@ -217,13 +201,14 @@ def _train_replicas(configs: Sequence[ml_collections.ConfigDict], starts: Sequen
 
 def _phase_accuracies(evaluate, workdir: str, like, settings: SparseSettings, summary: dict,
                       prunable) -> list[dict]:
-  """DSD: the test accuracy and density at the end of the dense, sparse and final phases
-  (`evaluate(state)` gives a state's test metrics)."""
+  """The test accuracy and density at the end of each of the method's phases (DSD: dense,
+  sparse, dense again); `evaluate(state)` gives a state's test metrics."""
+  method = SPARSE_METHODS.get(settings.method)
   rows = []
-  for name, step in zip(("dense", "sparse"), settings.dsd_boundaries):
+  for name, step in method.phases(settings):
     state = load_state(workdir, step, like)
     rows.append({"phase": name, "step": step, "test_accuracy": evaluate(state)["accuracy"],
                  "density": masks_lib.density(state.masks, prunable)})
-  rows.append({"phase": "dense_again", "step": summary["steps"],
+  rows.append({"phase": method.final_phase, "step": summary["steps"],
                "test_accuracy": summary["final_test_accuracy"], "density": summary["density"]})
   return rows

@@ -62,7 +62,7 @@ def cell_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collec
   for ablation in sweep.ablations:
     if ablation not in ABLATIONS:
       raise ConfigError(f"unknown ablation {ablation!r} in sweep.ablations; valid choices: "
-                        f"{', '.join(ABLATIONS)}")
+                        f"{', '.join(ABLATIONS.names())}")
   if not sweep.seeds:
     raise ConfigError(f"sweep.seeds must be a non-empty list of integers; got {sweep.seeds!r}")
   for seed in sweep.seeds:

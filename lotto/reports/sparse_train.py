@@ -15,12 +15,11 @@ import os
 import numpy as np
 
 from lotto.core.errors import ConfigError
+from lotto.dynamic.methods import SPARSE_METHODS
 from lotto.reports.common import load_results, pyplot, save_figure, with_seed
 from lotto.runtime import runs
 from lotto.runtime.devices import is_main_process
 
-METHOD_ORDER = ("static", "gmp", "dsd", "set", "rigl")
-STARTS_DENSE = ("gmp", "dsd")  # masks start all ones; the others start at their density
 REPORT_FILE = "sparse_train_report.txt"
 
 Series = tuple[str, str, str]  # (method, topology, control)
@@ -36,10 +35,15 @@ def _series(r: dict) -> Series:
 
 
 def _series_key(series: Series) -> tuple:
-  """Known methods in their canonical order, then any other by name."""
-  method = series[0]
-  rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+  """Registered methods in their registration order, then any other by name."""
+  method, order = series[0], SPARSE_METHODS.names()
+  rank = order.index(method) if method in order else len(order)
   return rank, series
+
+
+def _linestyle(method: str) -> str:
+  """Dashed for a control (a method whose mask never changes), solid otherwise."""
+  return "--" if method in SPARSE_METHODS and SPARSE_METHODS.get(method).control else "-"
 
 
 def series_label(method: str, topology: str = "none", control: str = "none") -> str:
@@ -74,12 +78,13 @@ def density_schedule(result: dict) -> tuple[list[int], list[float]]:
   """(steps, densities) of a step line: the start density at step 0, each mask update,
   and the final density at the last step.
 
-  The start is 1.0 for gmp and dsd (dense start), otherwise the first update's density
-  (set, rigl keep their density) or, without updates (static), the final density.
+  The start is 1.0 for a method that starts dense (gmp, dsd), otherwise the first update's
+  density (set, rigl keep their density) or, without updates (static), the final density.
   """
   updates = sorted(result.get("mask_updates", []), key=lambda u: u["step"])
   final = result["density"]
-  if result["method"] in STARTS_DENSE:
+  method = result["method"]
+  if method in SPARSE_METHODS and SPARSE_METHODS.get(method).starts_dense:
     start = 1.0
   else:
     start = updates[0]["density"] if updates else final
@@ -115,7 +120,7 @@ def mask_update_table(result: dict) -> str:
                  f"test accuracy {_percent(result.get('early_stop_test_accuracy'))}%")
   phases = result.get("phases") or []
   if phases:
-    lines.append("DSD phases:")
+    lines.append(f"{result['method']} phases:")
     lines += _aligned(["phase", "step", "test accuracy %", "density %"],
                       [[p["phase"], str(p["step"]), _percent(p["test_accuracy"]),
                         _percent(p["density"], 2)] for p in phases])
@@ -196,7 +201,7 @@ def plot_accuracy_vs_density(results: list[dict], path: str) -> None:
     accuracies = [[100 * r["final_test_accuracy"] for r in groups[(series, d)]] for d in ds]
     ax.errorbar([100 * d for d in ds], [np.mean(a) for a in accuracies],
                 yerr=[np.std(a) for a in accuracies], marker="o", capsize=3,
-                linestyle="--" if series[0] == "static" else "-", label=series_label(*series))
+                linestyle=_linestyle(series[0]), label=series_label(*series))
   ax.set_xscale("log")
   ticks = sorted({100 * d for _, d in groups})
   ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
@@ -225,7 +230,7 @@ def plot_schedules(results: list[dict], path: str) -> None:
   for series, r in schedule_runs(results).items():
     steps, densities = density_schedule(r)
     ax.step(steps, [100 * d for d in densities], where="post",
-            linestyle="--" if series[0] == "static" else "-", label=f"{series_label(*series)} (target {100 * r['target_density']:.3g}%, "
+            linestyle=_linestyle(series[0]), label=f"{series_label(*series)} (target {100 * r['target_density']:.3g}%, "
                   f"seed {r.get('seed', 0)})")
   ax.set_xlabel("training step")
   ax.set_ylabel("density (% of prunable weights kept)")

@@ -3,7 +3,11 @@
 A `Checkpointer` owns one directory of numbered step checkpoints. Each holds
 the state pytree and a JSON payload (the metrics history so far), written
 synchronously (the next train block donates the state's buffers, so an async
-save must not read them later).
+save must not read them later). `ReplicaCheckpoints` keeps the checkpoints of
+K >= 1 replicas trained together in step: each replica's in its own
+directory, stale resume points dropped only once every replica saved the new
+step, so a kill between two replicas' saves always leaves a step every
+replica holds.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import contextlib
 import dataclasses
 import itertools
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import jax
 import orbax.checkpoint as ocp
@@ -135,6 +139,55 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+class ReplicaCheckpoints:
+  """One `Checkpointer` per replica directory (`<directory>/checkpoints`), saved and
+  restored in step."""
+
+  def __init__(self, directories: Sequence[str], keep: set[int]):
+    self.checkpointers = [Checkpointer(os.path.join(d, "checkpoints"), keep=keep)
+                          for d in directories]
+
+  def save(self, step: int, states: Sequence[PyTree], payloads: Sequence[dict]) -> None:
+    """Saves replica i's state and payload at `step`, then drops stale resume points."""
+    for checkpointer, state, payload in zip(self.checkpointers, states, payloads):
+      checkpointer.save(step, state, payload, drop_stale=False)
+    for checkpointer in self.checkpointers:  # only now: every replica holds `step`
+      checkpointer.drop_stale(step)
+
+  def restore_latest(self, targets: Sequence[PyTree], min_step: int
+                     ) -> tuple[int, list[PyTree], list[dict]] | None:
+    """The newest step >= `min_step` every replica holds and restores, or None.
+
+    A damaged checkpoint is reported and deleted, and the next older common
+    step is tried (training is deterministic, so starting earlier gives the
+    same numbers).
+    """
+    for step in sorted((s for s in self._common_steps() if s >= min_step), reverse=True):
+      restored = []
+      for checkpointer, target in zip(self.checkpointers, targets):
+        try:
+          restored.append(checkpointer.restore(step, target))
+        except Exception as error:  # pylint: disable=broad-except  # orbax raises many kinds
+          note(f"damaged checkpoint {checkpointer.directory}/{step} "
+               f"({type(error).__name__}): deleted; resuming from the one before")
+          checkpointer.delete(step)
+          break
+      else:
+        return step, [s for s, _ in restored], [p for _, p in restored]
+    return None
+
+  def _common_steps(self) -> set[int]:
+    return set.intersection(*(set(c.steps()) for c in self.checkpointers))
+
+  def latest_step(self) -> int | None:
+    """The newest step every replica holds (None if none)."""
+    return max(self._common_steps(), default=None)
+
+  def close(self) -> None:
+    for checkpointer in self.checkpointers:
+      checkpointer.close()
 
 
 _UNFINISHED = ".orbax-checkpoint-tmp"

@@ -22,13 +22,12 @@ import numpy as np
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError, Diverged
 from lotto.dynamic.update import latest_update_scalars
-from lotto.runtime.checkpoints import Checkpointer
+from lotto.runtime.checkpoints import Checkpointer, ReplicaCheckpoints
 from lotto.runtime.devices import note
 from lotto.runtime.metrics import (HistoryWriter, MetricWriter, MultiWriter, ProgressWriter,
                                    TensorBoardWriter, progress_mode)
 from lotto.train.evaluate import early_stopping
 from lotto.train.hooks import Hook
-from lotto.train.replicas import ReplicaCheckpoints
 from lotto.train.state import TrainState
 from lotto.train.trainer import Trainer
 

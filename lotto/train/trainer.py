@@ -3,8 +3,9 @@
 `Trainer` is built once per setup (and reused across IMP levels, branches and
 seeds of the same shapes), so each compiled function is traced once. It trains
 K >= 1 replicas of the setup, one per seed: one replica runs the step as it is
-(a single run, on the device mesh if any); K > 1 replicas are stacked
-(`lotto.train.replicas`) and the step is `vmap`ped over them, each replica
+(a single run, on the device mesh if any); K > 1 replicas are stacked along a
+new leading axis (params, masks, optimizer state, step, rng, mask-update
+state: each replica its own) and the step is `vmap`ped over them, each replica
 with its own data order (its seed's). It reads a `TrainSetup`: any object with
 the fields below (the jobs' `Experiment` is one); `lotto.train` never builds
 models or reads configs itself.
@@ -29,9 +30,18 @@ from lotto.runtime import devices
 from lotto.train.block import make_train_block
 from lotto.train.evaluate import EvalSet, make_eval_fn
 from lotto.train.optim import Schedule
-from lotto.train.replicas import replica, stack
 from lotto.train.state import TrainState
 from lotto.train.step import make_train_step
+
+
+def stack(states: Sequence[TrainState]) -> TrainState:
+  """States of equal structure as one state with a leading replica axis."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+
+def replica(state: TrainState, index: int) -> TrainState:
+  """Replica `index` of a stacked state (a single run's state)."""
+  return jax.tree.map(lambda leaf: leaf[index], state)
 
 
 class TrainSetup(Protocol):

@@ -80,10 +80,10 @@ def test_missing_config_flag():
 
 
 def test_help_names_every_mode_config_and_the_report_command():
-  from lotto.jobs import JOBS  # pylint: disable=import-outside-toplevel
+  from lotto.jobs import MODES  # pylint: disable=import-outside-toplevel
   result = run_cli("--help")
   assert result.returncode == 0, result.stderr[-1000:]
-  for mode in JOBS.names():
+  for mode in MODES.names():
     assert f"\n  {mode} " in result.stdout, mode
   for config in sorted((REPO / "configs").glob("*.py")):
     assert f"\n  {config.name} " in result.stdout, config.name

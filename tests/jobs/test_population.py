@@ -22,9 +22,8 @@ from lotto.jobs.sparse_train import run_sparse_train
 from lotto.jobs.sweep import run_prune_sweep
 from lotto.jobs.train import run_train
 from lotto.reports import write_report
-from lotto.runtime.checkpoints import Checkpointer
+from lotto.runtime.checkpoints import Checkpointer, ReplicaCheckpoints
 from lotto.train.hooks import AtStepsHook
-from lotto.train.replicas import ReplicaCheckpoints
 from tests.conftest import load_config
 
 SEEDS = (0, 1, 2)

@@ -10,7 +10,7 @@ import pytest
 import lotto
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
-from lotto.jobs.sparse_train import build_sparse_run
+from lotto.jobs.sparse_train import build_sparse_run, initial_state
 from lotto.train.hooks import AtStepsHook
 from lotto.train.loop import load_state
 from lotto.train.trainer import Trainer
@@ -19,6 +19,12 @@ from tests.jobs.test_cli import TEST_CONFIG, run_cli
 from tests.runtime.test_metrics import _scalars
 
 SIZES = {"hidden_0/kernel": 40 * 32, "hidden_1/kernel": 32 * 32, "output/kernel": 32 * 10}
+
+
+def _built(config):
+  """(experiment, settings, mask update, the seed's initial state) of a sparse_train config."""
+  exp, settings, update = build_sparse_run(config)
+  return exp, settings, update, initial_state(config, exp, settings, update)
 
 
 def _gmp(config, begin="10it", end="30it", density=0.2):
@@ -59,7 +65,7 @@ def test_one_shot_gmp_prunes_exactly_once(tiny_config, tmp_path):
 def test_gmp_by_threshold_prunes_small_weights(tiny_config, tmp_path):
   config = _gmp(tiny_config, begin="20it", end="20it")
   config.sparse.threshold = 0.05
-  exp, _, method, state = build_sparse_run(config)
+  exp, _, method, state = _built(config)
   trainer = Trainer(exp, mask_update=method)
   before, _ = trainer.run_block(trainer.place(state), 20)
   before = jax.tree.map(np.asarray, before)
@@ -80,7 +86,7 @@ def test_dsd_phases(tiny_config, tmp_path):
   assert [p["phase"] for p in results["phases"]] == ["dense", "sparse", "dense_again"]
   assert [p["step"] for p in results["phases"]] == [13, 26, 40]  # thirds of 40 steps
   assert [u["step"] for u in results["mask_updates"]] == [13, 26]
-  exp, _, _, like = build_sparse_run(tiny_config)
+  exp, _, _, like = _built(tiny_config)
   sparse = jax.tree.map(np.asarray, load_state(str(tmp_path), 26, like))
   assert results["phases"][1]["density"] == masks_lib.density(sparse.masks, exp.prunable)
   for p, m in zip(jax.tree.leaves(sparse.params), jax.tree.leaves(sparse.masks)):
@@ -101,7 +107,7 @@ def test_regrowth_keeps_counts_and_starts_grown_weights_and_moments_at_zero(tiny
   tiny_config.mode, tiny_config.sparse.method = "sparse_train", method
   tiny_config.sparse.update_every, tiny_config.sparse.stop = "5it", "20it"
   tiny_config.train.loop = "step"  # one compiled step for blocks of any length
-  exp, _, update, state = build_sparse_run(tiny_config)
+  exp, _, update, state = _built(tiny_config)
   assert update.due_steps == (5, 10, 15)
   trainer = Trainer(exp, mask_update=update)
   state = jax.tree.map(np.asarray, state)
@@ -154,7 +160,7 @@ def test_kill_between_mask_updates_and_resume_is_bit_identical(tiny_config, tmp_
   for key in ("mask_updates", "final_test_accuracy", "final_test_loss", "history",
               "layer_densities"):
     assert resumed[key] == straight[key]
-  _, _, _, like = build_sparse_run(config)
+  _, _, _, like = _built(config)
   a = load_state(str(tmp_path / "straight"), 40, like)
   b = load_state(str(tmp_path / "resumed"), 40, like)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
@@ -241,14 +247,14 @@ def test_a_topology_is_the_start_mask_of_static_and_rigl_and_refused_by_gmp(tiny
   tiny_config.mode, tiny_config.topology.name = "sparse_train", "radixnet"  # fitted: [[4, 8]]
   tiny_config.sparse.method = "static"
   static = lotto.run_job(tiny_config, str(tmp_path / "static"))
-  exp, _, _, start = build_sparse_run(tiny_config)
+  exp, _, _, start = _built(tiny_config)
   final = load_state(str(tmp_path / "static"), 40, start)
   for a, b in zip(jax.tree.leaves(start.masks), jax.tree.leaves(final.masks)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the RadiX-Net, unchanged
   assert static["layer_densities"]["output/kernel"] == 1.0  # the output layer stays dense
   assert static["target_density"] == static["density"]  # the topology's, not sparse.density
   tiny_config.sparse.method = "rigl"
-  _, _, _, rigl_start = build_sparse_run(tiny_config)
+  _, _, _, rigl_start = _built(tiny_config)
   for a, b in zip(jax.tree.leaves(start.masks), jax.tree.leaves(rigl_start.masks)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # RigL starts from it too
   tiny_config.sparse.method = "gmp"

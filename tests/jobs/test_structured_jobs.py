@@ -7,8 +7,14 @@ import lotto
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.jobs.experiment import create_experiment
-from lotto.jobs.sparse_train import build_sparse_run
+from lotto.jobs.sparse_train import build_sparse_run, initial_state
 from lotto.train.loop import load_state
+
+
+def _built(config):
+  """(experiment, settings, mask update, the seed's initial state) of a sparse_train config."""
+  exp, settings, update = build_sparse_run(config)
+  return exp, settings, update, initial_state(config, exp, settings, update)
 
 
 def _groups(kernel, m):  # (in, out) -> survivors of every group of m consecutive inputs
@@ -54,7 +60,7 @@ def test_gmp_two_of_four_then_unstructured(tiny_config, tmp_path):
   results = lotto.run_job(tiny_config, str(tmp_path))
   assert results["mask_updates"][0]["density"] == 0.5  # N:M from the first update on
   assert results["density"] == pytest.approx(0.25, abs=1 / 2304)
-  _, _, _, like = build_sparse_run(tiny_config)
+  _, _, _, like = _built(tiny_config)
   final = load_state(str(tmp_path), 40, like)
   for name in ("hidden_0", "hidden_1"):
     assert _groups(np.asarray(final.masks[name]["kernel"]), 4).max() <= 2
