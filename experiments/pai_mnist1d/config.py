@@ -1,11 +1,9 @@
 """Pruning at initialization on MNIST-1D: every method x density x ablation x seed.
 
-Full grid (issue 3 item 8; ~290 cells, about 40 min on 2 cores):
+The full grid (288 cells, about 45 minutes on one core; its tables are in
+README.md here):
   lotto --config=experiments/pai_mnist1d/config.py --workdir=runs/pai_mnist1d
-Reduced grid actually run so far (see README.md here):
-  lotto --config=experiments/pai_mnist1d/config.py --workdir=runs/pai_mnist1d_small \\
-      --config.sweep.ablations='("none","shuffle")' --config.sweep.seeds='(0,)'
-Then: lotto report --workdir=runs/pai_mnist1d_small
+Then: lotto report --workdir=runs/pai_mnist1d
 """
 from lotto.jobs import defaults
 
