@@ -88,18 +88,40 @@ def test_batch_order_is_a_function_of_seed_and_step():
   assert not np.array_equal(whole[:3], other)
 
 
-def test_augmentation_is_crop_and_flip_of_the_image():
-  images = jnp.arange(2 * 8 * 8 * 1, dtype=jnp.float32).reshape(2, 8, 8, 1) + 1
-  out = data_lib.augment_images(jax.random.PRNGKey(0), images, padding=2)
+def _crop_and_flip(image, padding, dy, dx, flip):
+  """The (dy, dx) window of the zero-padded image, mirrored left-right if `flip` (numpy)."""
+  h, w, _ = image.shape
+  window = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))[dy:dy + h, dx:dx + w]
+  return window[:, ::-1] if flip else window
+
+
+def test_augmentation_is_a_random_padded_crop_and_horizontal_flip_of_each_image():
+  # 32 images 4 x 4 x 2 with distinct positive pixels, so every (offset, flip) gives a
+  # different output and each output names the one that made it.
+  n, padding = 32, 1
+  images = np.arange(n * 4 * 4 * 2, dtype=np.float32).reshape(n, 4, 4, 2) + 1
+  out = np.asarray(data_lib.augment_images(jax.random.PRNGKey(0), jnp.asarray(images), padding))
   assert out.shape == images.shape
-  for i in range(2):
-    original = np.asarray(images[i, :, :, 0])
-    padded = np.pad(original, 2)
-    candidates = [padded[dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
-    candidates += [c[:, ::-1] for c in candidates]
-    assert any(np.array_equal(np.asarray(out[i, :, :, 0]), c) for c in candidates)
-  again = data_lib.augment_images(jax.random.PRNGKey(0), images, padding=2)
-  np.testing.assert_array_equal(out, again)
+  choices = [(dy, dx, flip) for dy in range(3) for dx in range(3) for flip in (False, True)]
+  made_by = []
+  for image, got in zip(images, out):
+    matches = [c for c in choices if np.array_equal(got, _crop_and_flip(image, padding, *c))]
+    assert len(matches) == 1, matches  # a crop of this image, every channel alike
+    made_by.append(matches[0])
+  dys, dxs, flips = zip(*made_by)
+  # Offsets uniform over 0..2 padding per axis and flips with probability 1/2 (each count
+  # below is several standard deviations inside its bounds for 32 draws): every offset
+  # occurs on both axes, and both flipped and unflipped images, so an identity, crop-only or
+  # flip-only augmentation fails.
+  assert set(dys) == set(dxs) == {0, 1, 2}
+  assert 6 <= sum(flips) <= 26, sum(flips)
+  assert sum(c == (1, 1, False) for c in made_by) <= 10  # unchanged images: ~32/18 expected
+  np.testing.assert_array_equal(
+      out, np.asarray(data_lib.augment_images(jax.random.PRNGKey(0), jnp.asarray(images),
+                                              padding)))
+  other = np.asarray(data_lib.augment_images(jax.random.PRNGKey(1), jnp.asarray(images),
+                                             padding))
+  assert not np.array_equal(out, other)  # the key decides
 
 
 def test_balanced_batch_has_per_class_counts():
