@@ -37,6 +37,11 @@ def _check(layer, weights, mask, x):
   np.testing.assert_allclose(np.asarray(matmul(layer, jnp.asarray(x))), expected, atol=1e-5)
 
 
+# What "auto" runs a random unstructured mask with: dense above AUTO_DENSE_ABOVE = 0.25,
+# else gather (no RadiX-Net or block structure to use).
+AUTO_CHOICE = {0.5: sparse.DenseLayer, 0.1: sparse.GatherLayer, 0.01: sparse.GatherLayer}
+
+
 @pytest.mark.parametrize("density", [0.5, 0.1, 0.01])
 @pytest.mark.parametrize("kernel", ["bcoo", "gather", "nm", "auto"])
 def test_unstructured_kernels_equal_the_masked_dense_product(kernel, density):
@@ -45,6 +50,27 @@ def test_unstructured_kernels_equal_the_masked_dense_product(kernel, density):
   _check(layer, weights, mask, _inputs(FAN_IN))
   if kernel in ("bcoo", "gather"):
     assert layer.nnz == mask.sum()  # static nse = the exact survivor count
+  if kernel == "auto":
+    assert type(layer) is AUTO_CHOICE[density]
+
+
+def _tiles(shape, tile, density, seed=5):
+  """A mask constant on (tile x tile) blocks, an exact count of them kept."""
+  tiles = _random_mask((shape[0] // tile, shape[1] // tile), density, seed)
+  return np.repeat(np.repeat(tiles, tile, axis=0), tile, axis=1)
+
+
+@pytest.mark.parametrize("mask, expected", [
+    (np.ones((8, 8), bool), "dense"),
+    (_random_mask((8, 8), 17 / 64), "dense"),          # 17 of 64: above 1/4
+    (_random_mask((8, 8), 16 / 64), "gather"),         # exactly 1/4: not above it
+    (radix_layer(8, 3, 1), "dense"),                   # RadiX shifts {0, 1, 2}: 3/8
+    (radix_layer(8, 2, 1), "radix"),                   # shifts {0, 1}: 2/8
+    (_tiles((16, 16), 2, 0.25), "block"),              # 16 of 64 2x2 tiles
+    (_tiles((16, 16), 2, 17 / 64), "dense"),           # 17 of 64 tiles
+])
+def test_auto_chooses_the_kernel_by_density_then_structure(mask, expected):
+  assert sparse.choose_kernel(_weights(mask.shape), mask) == expected
 
 
 @pytest.mark.parametrize("density", [0.5, 0.1, 0.01])
@@ -113,7 +139,10 @@ def test_radix_kernel_on_radixnet_layers(index):
   weights = _weights(mask.shape, seed=index)
   layer = sparse.compress_radix(weights, mask)
   _check(layer, weights, mask, _inputs(mask.shape[0]))
-  assert sparse.choose_kernel(weights, mask) in ("radix", "dense")  # dense above 25 %
+  # Every layer here has density r/N <= 1/4 (2/8, 4/16, 2/16, 4/32, 8/32, 10/100): not
+  # above AUTO_DENSE_ABOVE, so "auto" runs the RadiX kernel.
+  assert mask.mean() <= 0.25
+  assert sparse.choose_kernel(weights, mask) == "radix"
 
 
 def test_detect_radix_reads_the_shifts_of_a_radix_layer():
