@@ -23,9 +23,9 @@ __version__ = "0.1.0"
 _ENTRY_POINTS = {
     "get_base_config": ("lotto.jobs.defaults", "get_base_config"),
     "run_job": ("lotto.jobs", "run_job"),
-    "run_train": ("lotto.jobs.train", "run_train"),
+    "run_train": ("lotto.jobs.masked_train", "run_train"),
     "run_prune": ("lotto.jobs.prune", "run_prune"),
-    "run_sweep": ("lotto.jobs.sweep", "run_prune_sweep"),
+    "run_sweep": ("lotto.jobs.prune_sweep", "run_prune_sweep"),
     "run_imp": ("lotto.jobs.imp", "run_imp"),
     "run_stability": ("lotto.jobs.stability", "run_stability"),
     "run_sparse_train": ("lotto.jobs.sparse_train", "run_sparse_train"),

@@ -5,15 +5,15 @@ import sys
 import pytest
 
 import lotto
-from lotto.jobs import imp, prune, sparse_sweep, sparse_train, stability, sweep, train
+from lotto.jobs import imp, masked_train, prune, prune_sweep, sparse_sweep, sparse_train, stability
 from lotto.reports import write_report
 from tests.conftest import REPO
 
 
 def test_entry_points_are_the_jobs_functions():
-  assert lotto.run_train is train.run_train
+  assert lotto.run_train is masked_train.run_train
   assert lotto.run_prune is prune.run_prune
-  assert lotto.run_sweep is sweep.run_prune_sweep
+  assert lotto.run_sweep is prune_sweep.run_prune_sweep
   assert lotto.run_imp is imp.run_imp
   assert lotto.run_stability is stability.run_stability
   assert lotto.run_sparse_train is sparse_train.run_sparse_train

@@ -9,7 +9,6 @@ fields), and one module per mode (`train`, `prune`, `sweep`, `imp` with its
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib
 import os
 import pathlib
@@ -18,69 +17,12 @@ from typing import Callable
 import ml_collections
 
 from lotto.core.errors import ConfigError
-from lotto.core.registry import Registry
+from lotto.jobs.modes import MODES, Mode, population_modes, sparse_methods
+
+__all__ = ["MODES", "Mode", "help_text", "job_function", "list_cells", "population_modes",
+           "run_cell", "run_job"]
 
 Job = Callable[[ml_collections.ConfigDict, str], dict]
-
-
-@dataclasses.dataclass(frozen=True)
-class Mode:
-  """A job `config.mode` names.
-
-  Attributes:
-    name: the mode.
-    module, function: where the job lives (imported when the mode runs).
-    help: one line for `lotto --help` ("{sparse_methods}" there lists the registered
-      sparse-training methods).
-    population: runs `config.seeds` as replicas in one program.
-    sweep: for a sweep, (cells function, cell runner) in `module`:
-      cells(config) -> [(name, cell config)] and run(cell config, cell dir),
-      for `--list_cells` and `--cell`.
-  """
-  name: str
-  module: str
-  function: str
-  help: str
-  population: bool = False
-  sweep: tuple[str, str] | None = None
-
-
-MODES: Registry[Mode] = Registry("mode")
-
-
-def _register(mode: Mode) -> None:
-  MODES.register(mode.name, mode)
-
-
-def _sparse_methods() -> str:
-  """The registered sparse-training methods (imported here: `lotto.jobs` loads no JAX)."""
-  from lotto.dynamic.methods import SPARSE_METHODS  # pylint: disable=import-outside-toplevel
-  return ", ".join(SPARSE_METHODS.names())
-
-
-_register(Mode("train", "lotto.jobs.train", "run_train", "one dense or masked training run",
-               population=True))
-_register(Mode("prune", "lotto.jobs.prune", "run_prune",
-               "pruning at initialization (or at step k), then training the sparse net",
-               population=True))
-_register(Mode("prune_sweep", "lotto.jobs.sweep", "run_prune_sweep",
-               "methods x densities x ablations x pruning steps x seeds, resumable by cell",
-               sweep=("cell_configs", "run_cell")))
-_register(Mode("imp", "lotto.jobs.imp", "run_imp",
-               "lottery tickets: iterative magnitude pruning with rewinding, and its controls",
-               population=True))
-_register(Mode("stability", "lotto.jobs.stability", "run_stability",
-               "instability to SGD noise and ticket accuracy against the rewind step"))
-_register(Mode("sparse_train", "lotto.jobs.sparse_train", "run_sparse_train",
-               "sparsity during training: {sparse_methods}", population=True))
-_register(Mode("sparse_sweep", "lotto.jobs.sparse_sweep", "run_sparse_sweep",
-               "sparse_train methods x densities x seeds, resumable by cell",
-               sweep=("sparse_cells", "run_cell")))
-
-
-def population_modes() -> list[str]:
-  """The modes that run `config.seeds` as a population."""
-  return [name for name in MODES.names() if MODES.get(name).population]
 
 
 OVERRIDES = (
@@ -197,7 +139,7 @@ def help_text(configs_dir: pathlib.Path = CONFIGS_DIR) -> str:
            "  lotto --config=... --workdir=DIR --list_cells | --cell=i   a sweep's cells, or",
            "      run cell i only (one task of a job array; see README.md)", "",
            "modes (--config.mode=...):"]
-  methods = _sparse_methods()
+  methods = sparse_methods()
   lines += [f"  {mode:<12} {MODES.get(mode).help.format(sparse_methods=methods)}"
             for mode in MODES.names()]
   lines += ["", f"configs ({configs_dir}):"]

@@ -23,9 +23,9 @@ from lotto.core.durations import parse_duration
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Prunable
-from lotto import jobs as jobs_lib
-from lotto.jobs import defaults
-from lotto.models import create_model, init_variables
+from lotto.jobs import defaults, modes, validators
+from lotto.jobs.topology import TopologySettings, topology_settings
+from lotto.models import check_model, create_model, init_variables
 from lotto.runtime import devices, locks, runs
 from lotto.train import optim
 from lotto.train.state import TrainState, create_train_state
@@ -77,13 +77,15 @@ class Experiment:
     save_steps: steps whose checkpoints are kept (rewind points, the end).
     prunable: which params may be pruned.
     mesh: data-parallel mesh, or None for a single device.
-    loop: "auto" | "scan" | "step" (see `train.make_train_block`).
+    loop: "scan" | "step" (see `train.make_train_block`).
     params_shape: ShapeDtypeStructs of the params.
     verbose: 0 quiet, 1 a progress bar on a terminal (heartbeat lines
       elsewhere) and a line per run, 2 a line per evaluation.
     tensorboard: write TensorBoard event files in every run's directory.
     on_nan: "stop" (raise `Diverged` on a non-finite loss) or "continue".
     seeds: a population's seeds (`jobs.replicas`); () for a single run.
+    mode: the job (`config.mode`).
+    topology: the start wiring (`config.topology`, parsed).
   """
   run_config: dict
   seed: int
@@ -106,6 +108,8 @@ class Experiment:
   tensorboard: bool
   on_nan: str
   seeds: tuple[int, ...] = ()
+  mode: str = "train"
+  topology: TopologySettings = TopologySettings()
 
   def duration(self, text: str, what: str) -> int:
     """Parses a duration of this experiment ("500it", "2ep") into steps."""
@@ -124,26 +128,7 @@ class Experiment:
                               purpose_key(self.seed, "step"), step=step)
 
 
-def positive_int(value, what: str) -> int:
-  """Returns `value` if it is a positive integer; else a one-line ConfigError naming `what`."""
-  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-    raise ConfigError(f"{what} must be a positive integer; got {value!r}")
-  return value
-
-
 ON_NAN = ("stop", "continue")
-SEED_LIMIT = 2**32  # PRNGKey(seed) keeps 32 bits: larger seeds would alias smaller ones
-
-
-def check_seed(value, what: str) -> int:
-  """Returns `value` if it is an integer in [0, 2**32).
-
-  Raises:
-    ConfigError: otherwise (a larger seed would silently alias a smaller one).
-  """
-  if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
-    raise ConfigError(f"{what} must be an integer in [0, 2**32); got {value!r}")
-  return value
 
 
 def population_seeds(config: ml_collections.ConfigDict) -> tuple[int, ...]:
@@ -160,16 +145,16 @@ def population_seeds(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   if not seeds:
     return ()
   for seed in seeds:
-    check_seed(seed, "each of seeds")
-  repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
-  if repeated:
-    raise ConfigError(f"seeds lists {', '.join(map(str, repeated))} more than once: "
-                      f"{tuple(seeds)!r}; each replica needs its own seed")
-  modes = jobs_lib.population_modes()
-  if config.mode not in modes:
+    validators.seed(seed, "each of seeds")
+  try:
+    validators.distinct(seeds, "seeds")
+  except ConfigError as error:
+    raise ConfigError(f"{error}; each replica needs its own seed") from None
+  allowed = modes.population_modes()
+  if config.mode not in allowed:
     hint = (" (a sweep has its own sweep.seeds)"
-            if config.mode in jobs_lib.MODES and jobs_lib.MODES.get(config.mode).sweep else "")
-    raise ConfigError(f"seeds (a population) works with mode {', '.join(modes)}; "
+            if config.mode in modes.MODES and modes.MODES.get(config.mode).sweep else "")
+    raise ConfigError(f"seeds (a population) works with mode {', '.join(allowed)}; "
                       f"got mode {config.mode!r}{hint}: set seeds=() ")
   if jax.process_count() > 1:
     raise ConfigError(f"seeds (a population) runs in one process; this is a "
@@ -186,7 +171,7 @@ def _widths(value) -> tuple[int, ...]:
 
 
 def _verbosity(value) -> int:
-  if value not in (0, 1, 2):  # True / False count as 1 / 0
+  if isinstance(value, bool) or value not in (0, 1, 2):
     raise ConfigError(f"train.verbose must be 0 (quiet), 1 (progress bar, a line per run) or 2 "
                       f"(a line per evaluation); got {value!r}")
   return int(value)
@@ -198,32 +183,27 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   Raises:
     ConfigError: any invalid field (one line naming it and the valid values).
   """
-  batch_size = positive_int(config.data.batch_size, "data.batch_size")
-  eval_batch_size = positive_int(config.data.eval_batch_size, "data.eval_batch_size")
-  check_seed(config.seed, "seed")
+  batch_size = validators.positive_int(config.data.batch_size, "data.batch_size")
+  eval_batch_size = validators.positive_int(config.data.eval_batch_size, "data.eval_batch_size")
+  validators.seed(config.seed, "seed")
   seeds = population_seeds(config)
   model_options = {"widths": _widths(config.model.widths)} if config.model.name == "mlp" else {}
-  # Validate the model name and init before loading any data.
-  create_model(config.model.name, 1, config.model.init, **model_options)
+  # Check names and numbers that need no data before loading any.
+  check_model(config.model.name, config.model.init, **model_options)
+  topology = topology_settings(config)
   tx = optim.create_optimizer(
       config.optimizer.name, weight_decay=config.optimizer.weight_decay,
       momentum=config.optimizer.momentum, b1=config.optimizer.b1, b2=config.optimizer.b2,
       eps=config.optimizer.eps, skip_bias_and_norm=config.optimizer.skip_bias_and_norm)
-  # Check names and numbers that need no data before loading any.
   data_lib.DATASETS.get(config.data.name)
-  optim.create_schedule(config.schedule.name, config.optimizer.learning_rate, 1, 1,
-                        config.schedule.warmup, config.schedule.drops,
-                        config.schedule.drop_factor)
-  if config.train.on_nan not in ON_NAN:
-    raise ConfigError(f"unknown train.on_nan {config.train.on_nan!r}; valid choices: "
-                      f"{', '.join(ON_NAN)}")
-  if config.train.loop not in devices.TRAIN_LOOPS:
-    raise ConfigError(f"unknown train.loop {config.train.loop!r}; valid choices: "
-                      f"{', '.join(devices.TRAIN_LOOPS)}")
+  optim.check_schedule(config.schedule.name, config.optimizer.learning_rate,
+                       config.schedule.warmup, config.schedule.drops)
+  on_nan = validators.choice(config.train.on_nan, ON_NAN, "train.on_nan")
+  tensorboard = validators.boolean(config.train.tensorboard, "train.tensorboard")
+  verbose = _verbosity(config.train.verbose)
+  loop = validators.choice(config.train.loop, devices.TRAIN_LOOPS, "train.loop")
   for field in ("duration", "eval_every", "checkpoint_every"):
-    if parse_duration(config.train[field], 1, f"train.{field}") <= 0:
-      raise ConfigError(f"train.{field} must be a positive duration, e.g. '100it' or '1ep'; "
-                        f"got {config.train[field]!r}")
+    validators.positive_duration(config.train[field], f"train.{field}")
 
   dataset = data_lib.load_dataset(
       config.data.name, validation_size=config.data.validation_size,
@@ -257,6 +237,6 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
       steps_per_epoch=steps_per_epoch, total_steps=total,
       eval_every=eval_every, checkpoint_every=ckpt_every,
       save_steps=frozenset(save_steps | {total}), prunable=prunable,
-      mesh=devices.create_mesh(config.data_parallel, batch_size), loop=config.train.loop,
-      params_shape=params_shape, verbose=_verbosity(config.train.verbose),
-      tensorboard=bool(config.train.tensorboard), on_nan=config.train.on_nan, seeds=seeds)
+      mesh=devices.create_mesh(config.data_parallel, batch_size), loop=loop,
+      params_shape=params_shape, verbose=verbose, tensorboard=tensorboard, on_nan=on_nan,
+      seeds=seeds, mode=config.mode, topology=topology)

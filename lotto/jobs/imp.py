@@ -31,7 +31,6 @@ import ml_collections
 from lotto import reports
 from lotto.core import connectivity, selection
 from lotto.core import masks as masks_lib
-from lotto.core.errors import ConfigError
 from lotto.core.structure import Structure
 from lotto.core.types import Masks, Prunable
 from lotto.jobs import branches as branches_lib
@@ -266,7 +265,7 @@ def run_imp(config: ml_collections.ConfigDict, workdir: str,
              in zip(imp_runs, headers, levels, branch_records)]
   last = [{**result["levels"][-1], "wall_time_s": sum(l["wall_time_s"] for l in result["levels"])}
           for result in results]
-  return results[0] if not replicas.pooled else finish(workdir, config, replicas, last)
+  return results[0] if not replicas.pooled else finish(workdir, replicas, last)
 
 
 def level_inputs(run: ImpRun, level: int, masks_by_level: Sequence[Masks]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Mapping
 
 import jax
@@ -14,6 +13,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.structure import Structure, check_shapes, parse_structure
 from lotto.core.types import Prunable
 from lotto.jobs import branches as branches_lib
+from lotto.jobs import validators
 from lotto.jobs.experiment import Experiment
 
 Target = float | Mapping[str, float]
@@ -65,25 +65,11 @@ class ImpSettings:
     return {name: (1.0 - f) ** level for name, f in self.fractions.items()}
 
 
-def _fraction(value, what: str) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-    raise ConfigError(f"{what} must lie in (0, 1); got {value!r}")
-  return float(value)
-
-
-def _regex(pattern: str, what: str) -> re.Pattern:
-  try:
-    return re.compile(pattern)
-  except re.error as error:
-    raise ConfigError(f"{what}: bad regex {pattern!r} ({error})") from None
-
-
 def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment) -> ImpSettings:
   """Validates `config.imp` (one-line ConfigErrors naming the field and valid values)."""
   c = config.imp
-  if isinstance(c.levels, bool) or not isinstance(c.levels, int) or c.levels < 0:
-    raise ConfigError(f"imp.levels must be an integer >= 0; got {c.levels!r}")
-  fraction = _fraction(c.fraction, "imp.fraction")
+  validators.integer(c.levels, "imp.levels", minimum=0)
+  fraction = validators.open_fraction(c.fraction, "imp.fraction")
   selection.check_options(c.scope)
   rewind_step = exp.duration(c.rewind, "imp.rewind")
   if rewind_step >= exp.total_steps:
@@ -91,7 +77,7 @@ def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment)
                       f"training (train.duration={config.train.duration!r}, "
                       f"{exp.total_steps} steps)")
   exclude = "|".join(f"(?:{p})" for p in (config.masks.exclude, c.exclude) if p)
-  _regex(c.exclude, "imp.exclude")
+  validators.regex(c.exclude, "imp.exclude")
   prunable = masks_lib.select_prunable(exp.params_shape, config.masks.include, exclude)
   names = [n for n, f in zip(masks_lib.leaf_names(prunable), jax.tree.leaves(prunable)) if f]
   if not names:
@@ -106,8 +92,8 @@ def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment)
       if not isinstance(rule, (tuple, list)) or len(rule) != 2:
         raise ConfigError(f"imp.layer_fractions entries must be (regex, fraction) pairs; "
                           f"got {rule!r}")
-      rules.append((_regex(rule[0], "imp.layer_fractions"),
-                    _fraction(rule[1], f"imp.layer_fractions fraction for {rule[0]!r}")))
+      rules.append((validators.regex(rule[0], "imp.layer_fractions"),
+                    validators.open_fraction(rule[1], f"imp.layer_fractions fraction for {rule[0]!r}")))
     for name in names:
       for pattern, value in rules:
         if pattern.search(name):
@@ -115,19 +101,15 @@ def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment)
           break
   for name in c.branches:
     branches_lib.BRANCHES.get(name)
-  if len(set(c.branches)) != len(c.branches):
+  if len(set(c.branches)) != len(c.branches):  # (validators.distinct words it otherwise)
     raise ConfigError(f"imp.branches lists a branch twice: {tuple(c.branches)!r}")
   levels = tuple(c.branch_levels) or tuple(range(1, c.levels + 1))
   bad = [l for l in levels if not isinstance(l, int) or not 1 <= l <= c.levels]
   if bad:
     raise ConfigError(f"imp.branch_levels entries must lie in 1..{c.levels} (imp.levels); "
                       f"got {bad[0]!r}")
-  if c.start_point not in branches_lib.START_POINTS:
-    raise ConfigError(f"unknown imp.start_point {c.start_point!r}; valid choices: "
-                      f"{', '.join(branches_lib.START_POINTS)}")
-  if c.mat_from not in branches_lib.MAT_FROM:
-    raise ConfigError(f"unknown imp.mat_from {c.mat_from!r}; valid choices: "
-                      f"{', '.join(branches_lib.MAT_FROM)}")
+  validators.choice(c.start_point, branches_lib.START_POINTS, "imp.start_point")
+  validators.choice(c.mat_from, branches_lib.MAT_FROM, "imp.mat_from")
   structure = parse_structure(c.structure, "imp.structure")
   check_shapes(structure, exp.params_shape, prunable, "imp.structure")
   if structure.kind != "unstructured" and c.open_lth_compat:
@@ -142,4 +124,5 @@ def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment)
                      rewind_step=rewind_step, branches=tuple(c.branches),
                      branch_levels=tuple(sorted(set(levels))), start_point=c.start_point,
                      mat_from=c.mat_from, prunable=prunable,
-                     open_lth_compat=bool(c.open_lth_compat), structure=structure)
+                     open_lth_compat=validators.boolean(c.open_lth_compat, "imp.open_lth_compat"),
+                     structure=structure)

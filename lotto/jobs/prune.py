@@ -10,7 +10,6 @@ run's checkpoints), `results.json`.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Sequence
 
@@ -20,15 +19,15 @@ import ml_collections
 
 from lotto import data as data_lib
 from lotto import pruning
-from lotto.core import ablations, connectivity, distributions, schedules, selection
+from lotto.core import ablations, connectivity, distributions
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
-from lotto.core.structure import Structure, check_shapes, parse_structure
 from lotto.core.rng import purpose_key
-from lotto.core.scores import DATA_DEPENDENT, GRASP_PARAMS, SCORES, SYNFLOW_DTYPES, ScoringContext
+from lotto.core.scores import DATA_DEPENDENT, ScoringContext
 from lotto.core.types import Masks
 from lotto.jobs.defaults import LEGACY_FIELDS
-from lotto.jobs.experiment import Experiment, create_experiment, job, positive_int
+from lotto.jobs.experiment import Experiment, create_experiment, job
+from lotto.jobs.prune_settings import PruneSettings, prune_settings_from_config
 from lotto.jobs.replicas import Replicas, cell_replicas, create_replicas, finish
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -37,74 +36,6 @@ from lotto.train.loop import train_replicas
 from lotto.train.state import TrainState, create_train_state, rewind
 
 MASK_FILE = masks_lib.MASK_FILE
-
-
-@dataclasses.dataclass(frozen=True)
-class PruneSettings:
-  """The validated `config.prune` section."""
-  method: str
-  density: float
-  scope: str
-  distribution: str
-  normalization: str
-  iterations: int
-  schedule: str
-  ablation: str
-  at_step: int
-  samples_per_class: int
-  synflow_dtype: str
-  grasp_params: str
-  count_rule: str
-  synflow_abs_batch_stats: bool
-  obd_probes: int
-  structure: Structure
-
-
-def _choice(value, valid, what):
-  if value not in valid:
-    raise ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
-  return value
-
-
-def prune_settings_from_config(config: ml_collections.ConfigDict,
-                               exp: Experiment) -> PruneSettings:
-  """Validates `config.prune` (one-line ConfigErrors listing valid values)."""
-  p = config.prune
-  SCORES.get(p.method)
-  if p.compression:
-    if not isinstance(p.compression, (int, float)) or p.compression <= 0:
-      raise ConfigError(f"prune.compression must be > 0; got {p.compression!r}")
-    density = 10.0 ** (-float(p.compression))
-  else:
-    density = masks_lib.check_density(p.density, "prune.density")
-  if not isinstance(p.iterations, int) or p.iterations < 0:
-    raise ConfigError(f"prune.iterations must be an integer >= 0; got {p.iterations!r}")
-  at_step = exp.duration(p.at_step, "prune.at_step")
-  if at_step >= exp.total_steps:
-    raise ConfigError(f"prune.at_step={p.at_step!r} ({at_step} steps) is not before the end "
-                      f"of training ({exp.total_steps} steps)")
-  if not isinstance(p.samples_per_class, int) or p.samples_per_class <= 0:
-    raise ConfigError(f"prune.samples_per_class must be a positive integer; "
-                      f"got {p.samples_per_class!r}")
-  structure = parse_structure(p.structure, "prune.structure")
-  check_shapes(structure, exp.params_shape, exp.prunable, "prune.structure")
-  if density > structure.max_density + 1e-12:
-    raise ConfigError(f"prune.structure {structure} keeps at most {structure.max_density:g} of "
-                      f"the weights; prune.density {density:g} is above it")
-  return PruneSettings(
-      method=p.method, density=density, structure=structure,
-      scope=_choice(p.scope, selection.SCOPES, "prune.scope"),
-      distribution=_choice(p.distribution, distributions.DISTRIBUTIONS, "prune.distribution"),
-      normalization=_choice(p.normalization, selection.NORMALIZATIONS, "prune.normalization"),
-      iterations=p.iterations or pruning.default_iterations(p.method),
-      schedule=_choice(p.schedule, schedules.SCHEDULES, "prune.schedule"),
-      ablation=ablations.ABLATIONS.get(p.ablation).name,
-      at_step=at_step, samples_per_class=p.samples_per_class,
-      synflow_dtype=_choice(p.synflow_dtype, SYNFLOW_DTYPES, "prune.synflow_dtype"),
-      grasp_params=_choice(p.grasp_params, GRASP_PARAMS, "prune.grasp_params"),
-      count_rule=_choice(p.count_rule, pruning.COUNT_RULES, "prune.count_rule"),
-      synflow_abs_batch_stats=bool(p.synflow_abs_batch_stats),
-      obd_probes=positive_int(p.obd_probes, "prune.obd_probes"))
 
 
 def scoring_batch(exp: Experiment, per_class: int) -> tuple[jax.Array, jax.Array]:
@@ -167,7 +98,7 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str,
   replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
   results = _train_replicas(replicas, [settings] * len(replicas.members), hooks,
                             summary_line and not replicas.pooled)
-  return finish(workdir, config, replicas, results)
+  return finish(workdir, replicas, results)
 
 
 def pruned_masks(exp: Experiment, settings: PruneSettings, workdir: str,

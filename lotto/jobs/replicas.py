@@ -25,7 +25,6 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from lotto.core.types import Masks
@@ -201,14 +200,13 @@ def pool(results: Sequence[dict], seeds: Sequence[int]) -> dict:
   return pooled
 
 
-def finish(workdir: str, config: ml_collections.ConfigDict, replicas: Replicas,
-           results: Sequence[dict]) -> dict:
+def finish(workdir: str, replicas: Replicas, results: Sequence[dict]) -> dict:
   """What a job returns once each replica wrote its results: a single run's results, or
   for a population the workdir's results.json of pooled metrics (written here)."""
   if not replicas.pooled:
     return results[0]
   exp = replicas.experiment
-  summary = {"mode": "population", "base_mode": config.mode,
+  summary = {"mode": "population", "base_mode": exp.mode,
              "config_hash": runs.config_hash(exp.run_config), "seeds": list(replicas.seeds),
              "replicas": [os.path.basename(d) for d in replicas.directories],
              "pooled": pool(results, replicas.seeds), "complete": True,

@@ -14,30 +14,13 @@ from lotto.core.distributions import DISTRIBUTIONS
 from lotto.core.errors import ConfigError
 from lotto.core.schedules import DROP_SCHEDULES
 from lotto.core.selection import SCOPES
-from lotto.core.structure import Structure, check_shapes, parse_structure
+from lotto.core.structure import check_shapes, parse_structure
 from lotto.dynamic import CRITERIA
 from lotto.dynamic.methods import SPARSE_METHODS, SparseSettings
-from lotto.jobs.experiment import Experiment, positive_int
+from lotto.jobs import validators
+from lotto.jobs.experiment import Experiment
 
 GROW_INITS = ("zeros",)
-
-
-def _choice(value, valid, what):
-  if value not in valid:
-    raise ConfigError(f"unknown {what} {value!r}; valid choices: {', '.join(valid)}")
-  return value
-
-
-def _number(value, what: str) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise ConfigError(f"{what} must be a number; got {value!r}")
-  return float(value)
-
-
-def _positive_number(value, what: str) -> float:
-  if _number(value, what) <= 0:
-    raise ConfigError(f"{what} must be > 0; got {value!r}")
-  return float(value)
 
 
 def _step(exp: Experiment, text: str, default: int, what: str) -> int:
@@ -57,15 +40,14 @@ def sparse_settings(config: ml_collections.ConfigDict, exp: Experiment) -> Spars
   entry = SPARSE_METHODS.get(s.method)
   method = entry.name
   if s.compression:
-    if _number(s.compression, "sparse.compression") <= 0:
-      raise ConfigError(f"sparse.compression must be > 0; got {s.compression!r}")
-    density = 10.0 ** (-float(s.compression))
+    density = 10.0 ** (-validators.positive_number(s.compression, "sparse.compression"))
   else:
     density = masks_lib.check_density(s.density, "sparse.density")
-  distribution = _choice(s.distribution, ("auto",) + DISTRIBUTIONS[1:], "sparse.distribution")
+  distribution = validators.choice(s.distribution, ("auto",) + DISTRIBUTIONS[1:],
+                                   "sparse.distribution")
   if distribution == "auto":
     distribution = entry.default_distribution
-  scope = _choice(s.scope, SCOPES, "sparse.scope")
+  scope = validators.choice(s.scope, SCOPES, "sparse.scope")
   if scope == "global" and not entry.global_scope:
     raise ConfigError(f"sparse.scope='global' ranks magnitudes over all layers, which only "
                       f"{_which('global_scope')} does; {method} keeps per-layer counts: use "
@@ -77,11 +59,9 @@ def sparse_settings(config: ml_collections.ConfigDict, exp: Experiment) -> Spars
   begin = _step(exp, s.begin, int(total * entry.default_begin_fraction), "sparse.begin")
   end = _step(exp, s.end, (3 * total) // 4, "sparse.end")
   stop = _step(exp, s.stop, (3 * total) // 4, "sparse.stop")
-  fraction = _number(s.drop_fraction, "sparse.drop_fraction")
-  if not 0 < fraction < 1:
-    raise ConfigError(f"sparse.drop_fraction must lie in (0, 1); got {s.drop_fraction!r}")
-  _choice(s.grow_init, GROW_INITS, "sparse.grow_init")
-  threshold = _number(s.threshold, "sparse.threshold")
+  fraction = validators.open_fraction(s.drop_fraction, "sparse.drop_fraction")
+  validators.choice(s.grow_init, GROW_INITS, "sparse.grow_init")
+  threshold = validators.number(s.threshold, "sparse.threshold")
   if threshold < 0 or (threshold > 0 and not entry.threshold):
     raise ConfigError(f"sparse.threshold must be >= 0 and is for sparse.method="
                       f"{_which('threshold', quoted=True)} only; got {s.threshold!r} with "
@@ -96,11 +76,12 @@ def sparse_settings(config: ml_collections.ConfigDict, exp: Experiment) -> Spars
   settings = SparseSettings(
       method=method, structure=structure, density=density, distribution=distribution, scope=scope,
       update_every=every, begin=begin, end=end, stop=stop, drop_fraction=fraction,
-      drop_schedule=_choice(s.drop_schedule, DROP_SCHEDULES, "sparse.drop_schedule"),
-      criterion=_choice(s.criterion, CRITERIA, "sparse.criterion"), threshold=threshold,
-      obd_probes=positive_int(s.obd_probes, "sparse.obd_probes"),
+      drop_schedule=validators.choice(s.drop_schedule, DROP_SCHEDULES, "sparse.drop_schedule"),
+      criterion=validators.choice(s.criterion, CRITERIA, "sparse.criterion"), threshold=threshold,
+      obd_probes=validators.positive_int(s.obd_probes, "sparse.obd_probes"),
       dsd_boundaries=_dsd_boundaries(config, exp),
-      final_lr_scale=_positive_number(config.dsd.final_lr_scale, "dsd.final_lr_scale"))
+      final_lr_scale=validators.positive_number(config.dsd.final_lr_scale,
+                                                "dsd.final_lr_scale"))
   entry.check_schedule(settings, total)
   return settings
 

@@ -18,50 +18,39 @@ import itertools
 import ml_collections
 
 from lotto import reports
-from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
-from lotto.jobs.experiment import check_seed, create_experiment, job, population_seeds
 from lotto.dynamic.methods import SPARSE_METHODS
+from lotto.jobs.experiment import create_experiment, job
 from lotto.jobs.sparse_settings import sparse_settings
 from lotto.jobs.sparse_train import run_sparse_train, run_sparse_train_cells
-from lotto.jobs.sweep import Batching, cells_per_program, run_sweep
+from lotto.jobs.sweep_cells import (Batching, SweepSettings, check_cell_names, run_sweep,
+                                     sweep_settings)
 
 
 def sparse_cells(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
   """(name, sparse_train config) of every cell, each validated.
 
   Raises:
-    ConfigError: a list that is not a tuple or is empty, an unknown method, a
-      bad density or seed, two cells sharing a directory, or any cell whose
-      `sparse` settings are invalid.
+    ConfigError: a list that is not a tuple, an unknown method, a bad density or seed,
+      no cells, two cells sharing a directory, or any cell whose `sparse` settings are
+      invalid.
   """
-  population_seeds(config)  # refuses `seeds`: a sweep has sweep.seeds
-  cells_per_program(config)
-  sweep = config.sweep
-  for field in ("methods", "densities", "seeds"):
-    if isinstance(sweep[field], str) or not isinstance(sweep[field], (tuple, list)) \
-        or not sweep[field]:
-      raise ConfigError(f"sweep.{field} must be a non-empty tuple, e.g. sweep.{field}="
-                        f"({sweep[field]!r},); got {sweep[field]!r}")
+  return _cells(config, sweep_settings(config))
+
+
+def _cells(config: ml_collections.ConfigDict, sweep: SweepSettings
+           ) -> list[tuple[str, ml_collections.ConfigDict]]:
   for method in sweep.methods:
     if method not in SPARSE_METHODS:
       raise ConfigError(f"unknown sparse method {method!r} in sweep.methods; valid choices: "
                         f"{', '.join(SPARSE_METHODS.names())}")
-  for density in sweep.densities:
-    masks_lib.check_density(density, "sweep.densities entry")
-  for seed in sweep.seeds:
-    check_seed(seed, "sweep.seeds entry")
   cells = []
   for method, density, seed in itertools.product(sweep.methods, sweep.densities, sweep.seeds):
     cell = ml_collections.ConfigDict(config.to_dict())
     cell.mode, cell.seed = "sparse_train", seed
     cell.sparse.method, cell.sparse.density, cell.sparse.compression = method, density, 0.0
     cells.append((f"{method}_d{density:g}_s{seed}", cell))
-  names = [name for name, _ in cells]
-  twice = sorted({name for name in names if names.count(name) > 1})
-  if twice:
-    raise ConfigError(f"sweep cells would share a directory ({twice[0]}): a value is listed "
-                      "twice, or two densities agree to 6 significant digits")
+  check_cell_names(cells, "sweep.methods and sweep.densities")
   exp = create_experiment(cells[0][1])
   for _, cell in cells:
     sparse_settings(cell, exp)
@@ -76,7 +65,8 @@ def run_cell(cell: ml_collections.ConfigDict, cell_dir: str) -> dict:
 @job("sparse_sweep")
 def run_sparse_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) every cell, then writes results.json and the report."""
-  batching = Batching(cells_per_program(config),
-                      lambda c: (c.sparse.method, c.sparse.density), run_sparse_train_cells)
-  return run_sweep("sparse_sweep", config, workdir, sparse_cells(config), run_cell,
+  sweep = sweep_settings(config)
+  batching = Batching(sweep.cells_per_program, lambda c: (c.sparse.method, c.sparse.density),
+                      run_sparse_train_cells)
+  return run_sweep("sparse_sweep", config, workdir, _cells(config, sweep), run_cell,
                    reports.write_report, batching)

@@ -50,17 +50,16 @@ def _layer_densities(exp: Experiment, settings: SparseSettings) -> dict[str, flo
                             layer_sizes(exp.params_shape, exp.prunable))
 
 
-def start_masks(config: ml_collections.ConfigDict, exp: Experiment,
-                settings: SparseSettings):
+def start_masks(exp: Experiment, settings: SparseSettings):
   """The mask training starts from: dense (gmp, dsd), the topology's, or random at the
   layer densities of `sparse.distribution` (static, set, rigl)."""
   if SPARSE_METHODS.get(settings.method).starts_dense:
-    if config.topology.name != "none":
+    if exp.topology.name != "none":
       raise ConfigError(f"sparse.method={settings.method!r} starts dense; a topology is the "
                         f"start mask of {', '.join(_starting_sparse())} (or of a train run): set "
                         "topology.name='none' or another sparse.method")
     return None
-  chosen = topology_masks(config, exp.params_shape, exp.prunable, exp.seed)
+  chosen = topology_masks(exp.topology, exp.params_shape, exp.prunable, exp.seed)
   if chosen is not None:
     return chosen
   return masks_lib.random_masks(purpose_key(exp.seed, "sparse_mask"), exp.params_shape,
@@ -98,10 +97,10 @@ def build_sparse_run(config: ml_collections.ConfigDict):
   return exp, settings, method
 
 
-def initial_state(config: ml_collections.ConfigDict, exp: Experiment, settings: SparseSettings,
+def initial_state(exp: Experiment, settings: SparseSettings,
                   method: dynamic.MaskUpdate | None) -> TrainState:
   """The seed's init under its start mask, with the method's initial mask-update state."""
-  state = exp.init_state(start_masks(config, exp, settings))
+  state = exp.init_state(start_masks(exp, settings))
   return state.replace(mask_state=dynamic.init_mask_state(method, state.params, state.masks))
 
 
@@ -128,22 +127,22 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
     ConfigError: an invalid field (one line naming it and the valid values).
   """
   exp, settings, method = build_sparse_run(config)
-  starts = [initial_state(config, dataclasses.replace(exp, seed=seed), settings, method)
+  starts = [initial_state(dataclasses.replace(exp, seed=seed), settings, method)
             for seed in run_seeds(exp)]  # before anything is written: a bad start mask raises
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
   replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
-  results = _train_replicas([config] * len(starts), starts, replicas, settings, method, hooks,
+  results = _train_replicas(starts, replicas, settings, method, hooks,
                             summary_line and not replicas.pooled)
-  return finish(workdir, config, replicas, results)
+  return finish(workdir, replicas, results)
 
 
-def _results(config: ml_collections.ConfigDict, exp: Experiment, settings: SparseSettings,
-             start: TrainState, final: TrainState, summary: dict) -> dict:
-  target = settings.density if config.topology.name == "none" else masks_lib.density(
+def _results(exp: Experiment, settings: SparseSettings, start: TrainState, final: TrainState,
+             summary: dict) -> dict:
+  target = settings.density if exp.topology.name == "none" else masks_lib.density(
       start.masks, exp.prunable)  # a topology's start mask sets the density
   return {"mode": "sparse_train", "config_hash": runs.config_hash(exp.run_config),
           "method": settings.method, "target_density": target,
-          "topology": config.topology.name, "control": config.topology.control,
+          "topology": exp.topology.name, "control": exp.topology.control,
           "mask_updates": dynamic.update_records(final.mask_state, final.masks, exp.prunable),
           **summary}
 
@@ -162,15 +161,13 @@ def run_sparse_train_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]
   settings, method = built[0][1], built[0][2]
   if any(b[1] != settings for b in built):
     raise ConfigError("cells trained in one program must share sparse.method and density")
-  starts = [initial_state(config, b[0], settings, method) for b, (config, _) in zip(built, cells)]
+  starts = [initial_state(b[0], settings, method) for b in built]
   replicas = cell_replicas([(b[0], directory) for b, (_, directory) in zip(built, cells)],
                            LEGACY_FIELDS)
-  return _train_replicas([config for config, _ in cells], starts, replicas, settings, method,
-                         hooks, summary_line=False)
+  return _train_replicas(starts, replicas, settings, method, hooks, summary_line=False)
 
 
-def _train_replicas(configs: Sequence[ml_collections.ConfigDict], starts: Sequence[TrainState],
-                    replicas: Replicas, settings: SparseSettings,
+def _train_replicas(starts: Sequence[TrainState], replicas: Replicas, settings: SparseSettings,
                     method: dynamic.MaskUpdate | None, hooks: Sequence[Hook],
                     summary_line: bool) -> list[dict]:
   """Trains the replicas from `starts` in one program (each its own start mask and mask
@@ -183,9 +180,9 @@ def _train_replicas(configs: Sequence[ml_collections.ConfigDict], starts: Sequen
   finals, summaries = train_replicas(trainer, replicas.directories, starts,
                                      keep=tuple(sorted(keep)), hooks=hooks, label=settings.method)
   results = []
-  for config, member, directory, start, final, summary in zip(
-      configs, replicas.members, replicas.directories, starts, finals, summaries):
-    result = _results(config, member, settings, start, final, summary)
+  for member, directory, start, final, summary in zip(
+      replicas.members, replicas.directories, starts, finals, summaries):
+    result = _results(member, settings, start, final, summary)
     if phases:
       result["phases"] = _phase_accuracies(
           lambda s: trainer.evaluate(trainer.stack([s]), "test")[0],

@@ -20,7 +20,6 @@ root results.json and stability.png.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import jax
@@ -29,47 +28,16 @@ import numpy as np
 
 from lotto import reports
 from lotto.core import masks as masks_lib
-from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.jobs import imp as imp_lib
 from lotto.jobs.defaults import LEGACY_FIELDS
-from lotto.jobs.experiment import Experiment, create_experiment, job
+from lotto.jobs.experiment import create_experiment, job
+from lotto.jobs.stability_settings import stability_settings_from_config
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.loop import load_state, train_run
 from lotto.train.state import TrainState, rewind
 from lotto.train.trainer import Trainer
-
-
-@dataclasses.dataclass(frozen=True)
-class StabilitySettings:
-  """The validated `config.stability` section (rewind steps in steps)."""
-  rewind_texts: tuple[str, ...]
-  rewind_steps: tuple[int, ...]
-  points: int
-  levels: int
-
-
-def stability_settings_from_config(config: ml_collections.ConfigDict,
-                                   exp: Experiment) -> StabilitySettings:
-  """Validates `config.stability` (one-line ConfigErrors)."""
-  s = config.stability
-  if not s.rewind_steps:
-    raise ConfigError("stability.rewind_steps must list at least one rewind step, e.g. ('0it',)")
-  steps = []
-  for text in s.rewind_steps:
-    step = exp.duration(text, "stability.rewind_steps entry")
-    if step >= exp.total_steps:
-      raise ConfigError(f"stability.rewind_steps entry {text!r} ({step} steps) is not before the "
-                        f"end of training ({exp.total_steps} steps)")
-    steps.append(step)
-  if len(set(steps)) != len(steps):
-    raise ConfigError(f"stability.rewind_steps repeats a step: {tuple(s.rewind_steps)!r}")
-  if isinstance(s.points, bool) or not isinstance(s.points, int) or s.points < 3:
-    raise ConfigError(f"stability.points must be an integer >= 3; got {s.points!r}")
-  if isinstance(s.levels, bool) or not isinstance(s.levels, int) or s.levels < 0:
-    raise ConfigError(f"stability.levels must be an integer >= 0; got {s.levels!r}")
-  return StabilitySettings(tuple(s.rewind_steps), tuple(steps), s.points, s.levels)
 
 
 def interpolate(state_a: TrainState, state_b: TrainState, alpha: float) -> TrainState:

@@ -9,6 +9,7 @@ LeNet-300-100, as the fitted rule does); the error names the model's widths.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import jax
@@ -20,27 +21,59 @@ from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks
+from lotto.jobs import validators
 from lotto.topologies import expander, fitted_radixnet, radixnet, random_like
 
 TOPOLOGIES = ("none", "radixnet", "expander")
 CONTROLS = ("none", "random")
 
 
-def topology_masks(config: ml_collections.ConfigDict, params_shape, prunable,
-                   seed: int) -> Masks | None:
-  """The start mask `config.topology` asks for, or None for `name = "none"`.
+@dataclasses.dataclass(frozen=True)
+class TopologySettings:
+  """The validated `config.topology` section.
+
+  Attributes:
+    name: "none" (no wiring), "radixnet" or "expander".
+    control: "none", or "random": a random mask with the wiring's per-layer counts.
+    radices, blocks: a RadiX-Net's radix lists and block counts (() = fitted to the
+      model's hidden widths).
+    degree, degrees: an expander's degree (one for all layers, or one per layer).
+  """
+  name: str = "none"
+  control: str = "none"
+  radices: tuple[tuple[int, ...], ...] = ()
+  blocks: tuple[int, ...] = ()
+  degree: int = 0
+  degrees: tuple[int, ...] = ()
+
+
+def topology_settings(config: ml_collections.ConfigDict) -> TopologySettings:
+  """Validates `config.topology` (names and the expander's degree; shapes are checked
+  against the model when the masks are built).
 
   Raises:
-    ConfigError: an unknown name or control, a bad radix or degree spec, or a
-      wiring whose layer shapes do not match the model's Dense kernels.
+    ConfigError: an unknown name or control, or a bad degree.
   """
   spec = config.topology
-  if spec.name not in TOPOLOGIES:
-    raise ConfigError(f"unknown topology.name {spec.name!r}; valid choices: "
-                      f"{', '.join(TOPOLOGIES)}")
-  if spec.control not in CONTROLS:
-    raise ConfigError(f"unknown topology.control {spec.control!r}; valid choices: "
-                      f"{', '.join(CONTROLS)}")
+  name = validators.choice(spec.name, TOPOLOGIES, "topology.name")
+  control = validators.choice(spec.control, CONTROLS, "topology.control")
+  degrees = tuple(spec.degrees) if spec.degrees else ()
+  if name == "expander" and not degrees and (
+      isinstance(spec.degree, bool) or not isinstance(spec.degree, int) or spec.degree < 1):
+    raise ConfigError(f"topology.degree must be a positive integer (or topology.degrees one "
+                      f"per layer, e.g. (78, 30)); got {spec.degree!r}")
+  return TopologySettings(name=name, control=control,
+                          radices=tuple(tuple(r) for r in spec.radices),
+                          blocks=tuple(spec.blocks), degree=spec.degree, degrees=degrees)
+
+
+def topology_masks(spec: TopologySettings, params_shape, prunable, seed: int) -> Masks | None:
+  """The start mask `spec` asks for, or None for `name = "none"`.
+
+  Raises:
+    ConfigError: a bad radix or degree spec, or a wiring whose layer shapes do
+      not match the model's Dense kernels.
+  """
   if spec.name == "none":
     return None
   names = masks_lib.leaf_names(params_shape)
@@ -59,10 +92,6 @@ def topology_masks(config: ml_collections.ConfigDict, params_shape, prunable,
       layers[0] = layers[0][crop:]  # as fit_radixnet: the first extra input rows dropped
   else:
     degree = list(spec.degrees) if spec.degrees else spec.degree
-    if not spec.degrees and (isinstance(degree, bool) or not isinstance(degree, int) or
-                             degree < 1):
-      raise ConfigError(f"topology.degree must be a positive integer (or topology.degrees one "
-                        f"per layer, e.g. (78, 30)); got {degree!r}")
     layers = expander(widths[:-1], degree, purpose_key(seed, "topology"))  # output stays dense
   if len(layers) > len(kernels):
     raise ConfigError(f"topology {spec.name} has {len(layers)} layers but the model has "

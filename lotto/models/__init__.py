@@ -6,6 +6,8 @@ whose `__call__(x, train)` returns logits. The output layer is always named
 """
 from __future__ import annotations
 
+import inspect
+
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -56,6 +58,21 @@ MODELS.register("resnet18", lambda num_classes, init: ResNet((64, 128, 256, 512)
                                                              num_classes, init_scheme=init))
 
 
+def check_model(name: str, init: str = "torch", **options: Any) -> None:
+  """Checks a model's name, init scheme and options without building it.
+
+  Raises:
+    ConfigError: unknown name, init scheme, or option.
+  """
+  factory = MODELS.get(name)
+  if init not in INIT_SCHEMES:
+    raise ConfigError(f"unknown model init {init!r}; valid choices: {', '.join(INIT_SCHEMES)}")
+  try:
+    inspect.signature(factory).bind(1, init, **options)
+  except TypeError as error:
+    raise ConfigError(f"model {name!r} does not take options {sorted(options)}: {error}") from None
+
+
 def create_model(name: str, num_classes: int, init: str = "torch", **options: Any) -> nn.Module:
   """Builds a registered model.
 
@@ -68,13 +85,8 @@ def create_model(name: str, num_classes: int, init: str = "torch", **options: An
   Raises:
     ConfigError: unknown name, init scheme, or option.
   """
-  factory = MODELS.get(name)
-  if init not in INIT_SCHEMES:
-    raise ConfigError(f"unknown model init {init!r}; valid choices: {', '.join(INIT_SCHEMES)}")
-  try:
-    return factory(num_classes, init, **options)
-  except TypeError as error:
-    raise ConfigError(f"model {name!r} does not take options {sorted(options)}: {error}") from None
+  check_model(name, init, **options)
+  return MODELS.get(name)(num_classes, init, **options)
 
 
 def init_variables(model: nn.Module, key: jax.Array,

@@ -114,18 +114,3 @@ def shard_rows(array: Any, mesh: Mesh | None) -> jax.Array:
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """The sharding of a batch's leading axis over the "data" axis (inside jit)."""
   return NamedSharding(mesh, PartitionSpec("data"))
-
-
-def choose_train_loop(loop: str) -> str:
-  """`train.loop` checked: one of `TRAIN_LOOPS`, returned as it is.
-
-  There is nothing left to choose ("auto" was "scan" on every backend; old
-  run directories read it so, `jobs.defaults.LEGACY_FIELDS`); this check
-  stays until the trainer takes the loop its setup validated.
-
-  Raises:
-    ConfigError: an unknown loop name.
-  """
-  if loop not in TRAIN_LOOPS:
-    raise ConfigError(f"unknown train.loop {loop!r}; valid choices: {', '.join(TRAIN_LOOPS)}")
-  return loop

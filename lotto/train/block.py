@@ -46,6 +46,8 @@ def make_train_block(step_fn: StepFn, loop: str = "scan",
       return jax.vmap(lambda s, rows: fn(s, x_train[rows], y_train[rows]))(state, batch_index)
     return fn(state, x_train[batch_index], y_train[batch_index])
 
+  if loop not in ("scan", "step"):
+    raise ValueError(f"unknown train loop {loop!r}: scan or step")
   if loop == "step":
     jitted = jax.jit(functools.partial(gather_step, step_fn), donate_argnums=0)
     jitted_first = jitted if first_step_fn is None else jax.jit(

@@ -24,8 +24,8 @@ from lotto.core.errors import ConfigError, Diverged
 from lotto.dynamic.update import latest_update_scalars
 from lotto.runtime.checkpoints import Checkpointer, ReplicaCheckpoints
 from lotto.runtime.devices import note
-from lotto.runtime.metrics import (HistoryWriter, MetricWriter, MultiWriter, ProgressWriter,
-                                   TensorBoardWriter, progress_mode)
+from lotto.runtime.metrics import (HistoryWriter, MetricWriter, ProgressWriter, TensorBoardWriter,
+                                   progress_mode)
 from lotto.train.evaluate import early_stopping
 from lotto.train.hooks import Hook
 from lotto.train.state import TrainState

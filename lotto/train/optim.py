@@ -66,6 +66,23 @@ def create_optimizer(name: str, weight_decay: float = 0.0, momentum: float = 0.9
   return optax.chain(*parts) if parts else optax.identity()
 
 
+def check_schedule(name: str, base_lr: float, warmup: str = "0it",
+                   drops: Sequence[str] = ()) -> None:
+  """Checks a schedule's name, LR and durations (their units) without building it.
+
+  Raises:
+    ConfigError: unknown name, non-positive LR, or a duration without units.
+  """
+  if name not in SCHEDULES:
+    raise ConfigError(f"unknown schedule {name!r}; valid choices: {', '.join(SCHEDULES)}")
+  if isinstance(base_lr, bool) or not (isinstance(base_lr, (int, float)) and base_lr > 0 and
+                                       math.isfinite(base_lr)):
+    raise ConfigError(f"optimizer.learning_rate must be > 0; got {base_lr!r}")
+  parse_duration(warmup, 1, "schedule.warmup")
+  for drop in drops:
+    parse_duration(drop, 1, "schedule.drops")
+
+
 def create_schedule(name: str, base_lr: float, total_steps: int, steps_per_epoch: int,
                     warmup: str = "0it", drops: Sequence[str] = (),
                     drop_factor: float = 0.1) -> Schedule:
@@ -84,10 +101,7 @@ def create_schedule(name: str, base_lr: float, total_steps: int, steps_per_epoch
   Raises:
     ConfigError: unknown name, non-positive LR, or bad durations.
   """
-  if name not in SCHEDULES:
-    raise ConfigError(f"unknown schedule {name!r}; valid choices: {', '.join(SCHEDULES)}")
-  if not (isinstance(base_lr, (int, float)) and base_lr > 0 and math.isfinite(base_lr)):
-    raise ConfigError(f"optimizer.learning_rate must be > 0; got {base_lr!r}")
+  check_schedule(name, base_lr, warmup, drops)
   warmup_steps = parse_duration(warmup, steps_per_epoch, "schedule.warmup")
   drop_steps = [parse_duration(d, steps_per_epoch, "schedule.drops") for d in drops]
 

@@ -58,7 +58,7 @@ class TrainSetup(Protocol):
   checkpoint_every: int
   prunable: PyTree
   mesh: Mesh | None
-  loop: str             # auto | scan | step
+  loop: str             # scan | step
   params_shape: PyTree
   verbose: int          # 0 quiet, 1 progress bar / heartbeat, 2 a line per evaluation
   tensorboard: bool     # write TensorBoard event files in each run's directory
@@ -94,7 +94,7 @@ class Trainer:
         exp.model.apply, exp.tx, exp.schedule, inputs, mask_update=mask_update, mesh=exp.mesh)
     # Blocks start at every mask-update step; only a block's first step carries the update.
     self._update_steps = tuple(mask_update.due_steps) if mask_update is not None else ()
-    self.loop = devices.choose_train_loop(exp.loop)
+    self.loop = exp.loop
     self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn,
                                    batched=self.batched)
     self._evaluate = make_eval_fn(exp.model.apply, inputs, batched=self.batched)

@@ -7,7 +7,7 @@ import pytest
 
 from lotto.core.errors import ConfigError
 from lotto.jobs.experiment import create_experiment
-from lotto.jobs.sweep import run_prune_sweep
+from lotto.jobs.prune_sweep import run_prune_sweep
 from lotto.train.evaluate import early_stopping
 from tests.jobs.test_cli import run_cli
 

@@ -19,8 +19,8 @@ from lotto.jobs.replicas import check_memory, replica_bytes, seed_dir
 from lotto.jobs.prune import run_prune
 from lotto.jobs.sparse_sweep import run_sparse_sweep
 from lotto.jobs.sparse_train import run_sparse_train
-from lotto.jobs.sweep import run_prune_sweep
-from lotto.jobs.train import run_train
+from lotto.jobs.prune_sweep import run_prune_sweep
+from lotto.jobs.masked_train import run_train
 from lotto.reports import write_report
 from lotto.runtime.checkpoints import Checkpointer, ReplicaCheckpoints
 from lotto.train.hooks import AtStepsHook
@@ -214,7 +214,7 @@ def test_modes_without_populations_refuse_seeds(tmp_path, mode, message):
   config.seeds = (0, 1)
   with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
     if mode == "prune_sweep":
-      from lotto.jobs.sweep import run_prune_sweep  # pylint: disable=import-outside-toplevel
+      from lotto.jobs.prune_sweep import run_prune_sweep  # pylint: disable=import-outside-toplevel
       run_prune_sweep(config, str(tmp_path / "run"))
     else:
       create_experiment(config)

@@ -24,7 +24,7 @@ SIZES = {"hidden_0/kernel": 40 * 32, "hidden_1/kernel": 32 * 32, "output/kernel"
 def _built(config):
   """(experiment, settings, mask update, the seed's initial state) of a sparse_train config."""
   exp, settings, update = build_sparse_run(config)
-  return exp, settings, update, initial_state(config, exp, settings, update)
+  return exp, settings, update, initial_state(exp, settings, update)
 
 
 def _gmp(config, begin="10it", end="30it", density=0.2):

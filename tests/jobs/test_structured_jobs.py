@@ -14,7 +14,7 @@ from lotto.train.loop import load_state
 def _built(config):
   """(experiment, settings, mask update, the seed's initial state) of a sparse_train config."""
   exp, settings, update = build_sparse_run(config)
-  return exp, settings, update, initial_state(config, exp, settings, update)
+  return exp, settings, update, initial_state(exp, settings, update)
 
 
 def _groups(kernel, m):  # (in, out) -> survivors of every group of m consecutive inputs

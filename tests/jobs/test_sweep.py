@@ -6,7 +6,7 @@ import pytest
 
 from lotto.runtime import runs
 from lotto.core.errors import ConfigError
-from lotto.jobs.sweep import run_prune_sweep
+from lotto.jobs.prune_sweep import run_prune_sweep
 from tests.jobs.test_cli import run_cli
 
 

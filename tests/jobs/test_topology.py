@@ -73,7 +73,7 @@ def test_radixnet_fitted_to_the_model_when_no_radices_are_given(tiny_config, tmp
 
 def _start_masks(config):
   exp = create_experiment(config)
-  return jax.tree.map(np.asarray, topology_masks(config, exp.params_shape, exp.prunable, 0))
+  return jax.tree.map(np.asarray, topology_masks(exp.topology, exp.params_shape, exp.prunable, 0))
 
 
 def test_expander_degrees_per_layer(tiny_config):

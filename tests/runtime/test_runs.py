@@ -6,6 +6,7 @@ import pytest
 
 from lotto.core.errors import ConfigError
 from lotto.jobs import defaults
+from lotto.jobs.experiment import create_experiment
 from lotto.runtime import devices, runs
 
 
@@ -48,12 +49,12 @@ def test_only_the_main_process_writes_or_prints(tmp_path, monkeypatch, capsys):
 
 
 def test_train_loops_and_a_bad_loop_is_a_one_line_error():
-  assert defaults.get_base_config().train.loop == "scan"
-  assert devices.choose_train_loop("scan") == "scan"
-  assert devices.choose_train_loop("step") == "step"
+  config = defaults.get_base_config()
+  assert config.train.loop == "scan"
+  config.train.loop = "auto"
   with pytest.raises(ConfigError, match=r"^unknown train.loop 'auto'; valid choices: scan, "
                                         r"step$"):
-    devices.choose_train_loop("auto")
+    create_experiment(config)
 
 
 def test_a_renamed_value_changes_no_run_identity(tmp_path):

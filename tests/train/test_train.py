@@ -13,7 +13,7 @@ from lotto.data.inputs import InputSpec
 from lotto.runtime import runs
 from lotto.runtime.checkpoints import Checkpointer
 from lotto.jobs.experiment import create_experiment
-from lotto.jobs.train import run_train
+from lotto.jobs.masked_train import run_train
 from lotto.train.block import make_train_block
 from lotto.train.hooks import AtStepsHook
 from lotto.train.loop import train_run

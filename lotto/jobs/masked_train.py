@@ -41,13 +41,14 @@ def run_train(config: ml_collections.ConfigDict, workdir: str,
       then says `"diverged": true`).
   """
   exp = create_experiment(config)
-  masks = [topology_masks(config, exp.params_shape, exp.prunable, seed) for seed in run_seeds(exp)]
+  masks = [topology_masks(exp.topology, exp.params_shape, exp.prunable, seed)
+           for seed in run_seeds(exp)]
   runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
   replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
   _, summaries = train_replicas(replicas.trainer(), replicas.directories,
                                 replicas.init_states(masks), keep=tuple(exp.save_steps),
                                 hooks=hooks)
-  results = [_results(config, member, summary)
+  results = [_results(member, summary)
              for member, summary in zip(replicas.members, summaries)]
   for directory, result in zip(replicas.directories, results):
     runs.write_results(directory, result)
@@ -56,12 +57,12 @@ def run_train(config: ml_collections.ConfigDict, workdir: str,
            f"{result['early_stop_step']} with test accuracy "
            f"{_percent(result['early_stop_test_accuracy'])}; density {result['density']:.2%}; "
            f"{result['wall_time_s']:.1f} s")
-  return finish(workdir, config, replicas, results)
+  return finish(workdir, replicas, results)
 
 
-def _results(config: ml_collections.ConfigDict, exp, summary: dict) -> dict:
+def _results(exp, summary: dict) -> dict:
   return {"mode": "train", "config_hash": runs.config_hash(exp.run_config),
-          "topology": config.topology.name, "control": config.topology.control, **summary}
+          "topology": exp.topology.name, "control": exp.topology.control, **summary}
 
 
 def _percent(value: float | None) -> str:
