@@ -95,8 +95,9 @@ def test_prune_early_in_training_continues_schedule(tiny_config, tmp_path, monke
   # original init (the seed's "init" stream) on any surviving weight.
   (start,) = starts
   assert int(start.step) == 20
-  fresh, _ = init_variables(exp.model, purpose_key(tiny_config.seed, "reinit"), (40,))
-  original, _ = init_variables(exp.model, purpose_key(tiny_config.seed, "init"), (40,))
+  shape = exp.dataset.input_shape
+  fresh, _ = init_variables(exp.model, purpose_key(tiny_config.seed, "reinit"), shape)
+  original, _ = init_variables(exp.model, purpose_key(tiny_config.seed, "init"), shape)
   for got, mask, want, init in zip(_kernels(start.params), _kernels(masks), _kernels(fresh),
                                    _kernels(original)):
     np.testing.assert_array_equal(got, np.where(mask, want, 0))
