@@ -138,35 +138,3 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.sweep.seeds = (0,)
   config.sweep.cells_per_program = 1  # > 1: up to this many equal-shape cells in one program
   return config
-
-
-# Fields added after runs were made, with the value that reproduces what those runs
-# did: a workdir whose config.json lacks one resumes as if it held that value.
-# (Values renamed since are read in their new spelling by `runtime.runs`.)
-LEGACY_FIELDS = {
-    (None, "seeds"): [],                   # (None, key): a top-level field
-    ("sweep", "cells_per_program"): 1,
-    ("prune", "grasp_params"): "all",      # GraSP differentiated every param before
-    ("prune", "count_rule"): "round",
-    ("prune", "synflow_abs_batch_stats"): False,
-    ("prune", "obd_probes"): 10,
-    ("prune", "structure"): "unstructured",
-    ("imp", "structure"): "unstructured",
-    ("imp", "open_lth_compat"): False,
-    ("topology", "name"): "none",          # the section did not exist: no topology
-    ("topology", "radices"): [],
-    ("topology", "blocks"): [],
-    ("topology", "degree"): 0,
-    ("topology", "degrees"): [],
-    ("topology", "control"): "none",
-}
-
-
-def _whole_sections(*names: str) -> dict[tuple[str, str], object]:
-  """LEGACY entries for sections added whole: every field at its default (as JSON holds it)."""
-  base = get_base_config()
-  return {(name, key): list(value) if isinstance(value, tuple) else value
-          for name in names for key, value in base[name].items()}
-
-
-LEGACY_FIELDS.update(_whole_sections("sparse", "dsd"))  # added with sparse_train

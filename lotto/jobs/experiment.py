@@ -23,7 +23,7 @@ from lotto.core.durations import parse_duration
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Prunable
-from lotto.jobs import defaults, modes, validators
+from lotto.jobs import modes, validators
 from lotto.jobs.topology import TopologySettings, topology_settings
 from lotto.models import check_model, create_model, init_variables
 from lotto.runtime import devices, locks, runs
@@ -46,7 +46,7 @@ def job(mode: str):
     @functools.wraps(function)
     def run(config: ml_collections.ConfigDict, workdir: str, *args, **kwargs):
       run_config = canonical_config(config)
-      finished = runs.finished_read_only(workdir, run_config, defaults.LEGACY_FIELDS)
+      finished = runs.finished_read_only(workdir, run_config, )
       if finished is not None:
         devices.note(f"{workdir} is read-only and holds this finished run: its results as "
                      "they are")

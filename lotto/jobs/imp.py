@@ -34,7 +34,6 @@ from lotto.core import masks as masks_lib
 from lotto.core.structure import Structure
 from lotto.core.types import Masks, Prunable
 from lotto.jobs import branches as branches_lib
-from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.imp_settings import ImpSettings, Target, imp_settings_from_config
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.jobs.replicas import create_replicas, finish
@@ -235,8 +234,8 @@ def run_imp(config: ml_collections.ConfigDict, workdir: str,
   exp = create_experiment(config)
   settings = imp_settings_from_config(config, exp)
   exp = dataclasses.replace(exp, prunable=settings.prunable)
-  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
+  runs.prepare_workdir(exp.run_config, workdir)
+  replicas = create_replicas(exp, workdir)
   trainer = replicas.trainer()
   imp_runs = [ImpRun(member, settings, directory)
               for member, directory in zip(replicas.members, replicas.directories)]

@@ -5,7 +5,6 @@ from typing import Sequence
 
 import ml_collections
 
-from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import create_experiment, job
 from lotto.jobs.replicas import create_replicas, finish, run_seeds
 from lotto.jobs.topology import topology_masks
@@ -43,8 +42,8 @@ def run_train(config: ml_collections.ConfigDict, workdir: str,
   exp = create_experiment(config)
   masks = [topology_masks(exp.topology, exp.params_shape, exp.prunable, seed)
            for seed in run_seeds(exp)]
-  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
+  runs.prepare_workdir(exp.run_config, workdir)
+  replicas = create_replicas(exp, workdir)
   _, summaries = train_replicas(replicas.trainer(), replicas.directories,
                                 replicas.init_states(masks), keep=tuple(exp.save_steps),
                                 hooks=hooks)

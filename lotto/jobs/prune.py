@@ -25,7 +25,6 @@ from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.scores import DATA_DEPENDENT, ScoringContext
 from lotto.core.types import Masks
-from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.jobs.prune_settings import PruneSettings, prune_settings_from_config
 from lotto.jobs.replicas import Replicas, cell_replicas, create_replicas, finish
@@ -94,8 +93,8 @@ def run_prune(config: ml_collections.ConfigDict, workdir: str,
   """
   exp = create_experiment(config)
   settings = prune_settings_from_config(config, exp)
-  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
+  runs.prepare_workdir(exp.run_config, workdir)
+  replicas = create_replicas(exp, workdir)
   results = _train_replicas(replicas, [settings] * len(replicas.members), hooks,
                             summary_line and not replicas.pooled)
   return finish(workdir, replicas, results)
@@ -160,8 +159,7 @@ def run_prune_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]],
   settings = [prune_settings_from_config(config, exp) for (config, _), exp in zip(cells, exps)]
   if len({s.at_step for s in settings}) > 1:
     raise ConfigError("cells trained in one program must prune at the same step")
-  replicas = cell_replicas([(exp, directory) for exp, (_, directory) in zip(exps, cells)],
-                           LEGACY_FIELDS)
+  replicas = cell_replicas([(exp, directory) for exp, (_, directory) in zip(exps, cells)])
   return _train_replicas(replicas, settings, hooks, summary_line=False)
 
 

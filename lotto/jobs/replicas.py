@@ -88,7 +88,7 @@ def run_seeds(exp: Experiment) -> tuple[int, ...]:
   return exp.seeds or (exp.seed,)
 
 
-def create_replicas(exp: Experiment, workdir: str, legacy: dict) -> Replicas:
+def create_replicas(exp: Experiment, workdir: str) -> Replicas:
   """A single run in `workdir`, or for `config.seeds` a population in `workdir/seed_<s>`.
 
   Call after `runs.prepare_workdir(exp.run_config, workdir)` (which locks the
@@ -112,12 +112,12 @@ def create_replicas(exp: Experiment, workdir: str, legacy: dict) -> Replicas:
     single = replica_config(exp.run_config, seed)
     members.append(dataclasses.replace(exp, seed=seed, run_config=single))
     directories.append(seed_dir(workdir, seed))
-    runs.claim_identity(single, directories[-1], legacy)
+    runs.claim_identity(single, directories[-1])
   # The shared setup keeps the population's run config (its hash names the workdir).
   return Replicas(dataclasses.replace(exp, seed=seeds[0]), members, directories, pooled=True)
 
 
-def cell_replicas(cells: Sequence[tuple[Experiment, str]], legacy: dict) -> Replicas:
+def cell_replicas(cells: Sequence[tuple[Experiment, str]]) -> Replicas:
   """Sweep cells of equal shapes as replicas: each cell's experiment trains as a replica
   and writes its own directory, exactly what the cell run alone writes.
 
@@ -130,7 +130,7 @@ def cell_replicas(cells: Sequence[tuple[Experiment, str]], legacy: dict) -> Repl
   members = [dataclasses.replace(exp, mesh=None) for exp, _ in cells]
   check_memory(members[0], len(cells))
   for exp, directory in cells:
-    runs.prepare_workdir(exp.run_config, directory, legacy)
+    runs.prepare_workdir(exp.run_config, directory)
   return Replicas(members[0], members, [directory for _, directory in cells])
 
 

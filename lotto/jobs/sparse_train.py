@@ -32,7 +32,6 @@ from lotto.core import masks as masks_lib
 from lotto.core.distributions import layer_distribution, layer_sizes
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
-from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.jobs.replicas import Replicas, cell_replicas, create_replicas, finish, run_seeds
 from lotto.dynamic.methods import SPARSE_METHODS, MethodInputs, SparseSettings
@@ -129,8 +128,8 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
   exp, settings, method = build_sparse_run(config)
   starts = [initial_state(dataclasses.replace(exp, seed=seed), settings, method)
             for seed in run_seeds(exp)]  # before anything is written: a bad start mask raises
-  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
-  replicas = create_replicas(exp, workdir, LEGACY_FIELDS)
+  runs.prepare_workdir(exp.run_config, workdir)
+  replicas = create_replicas(exp, workdir)
   results = _train_replicas(starts, replicas, settings, method, hooks,
                             summary_line and not replicas.pooled)
   return finish(workdir, replicas, results)
@@ -162,8 +161,7 @@ def run_sparse_train_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]
   if any(b[1] != settings for b in built):
     raise ConfigError("cells trained in one program must share sparse.method and density")
   starts = [initial_state(b[0], settings, method) for b in built]
-  replicas = cell_replicas([(b[0], directory) for b, (_, directory) in zip(built, cells)],
-                           LEGACY_FIELDS)
+  replicas = cell_replicas([(b[0], directory) for b, (_, directory) in zip(built, cells)])
   return _train_replicas(starts, replicas, settings, method, hooks, summary_line=False)
 
 

@@ -30,7 +30,6 @@ from lotto import reports
 from lotto.core import masks as masks_lib
 from lotto.core.rng import purpose_key
 from lotto.jobs import imp as imp_lib
-from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import create_experiment, job
 from lotto.jobs.stability_settings import stability_settings_from_config
 from lotto.runtime import runs
@@ -96,7 +95,7 @@ def run_stability(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if settings.levels:
     sub = _imp_config(config, settings.rewind_texts[0], settings.levels)
     imp_lib.imp_settings_from_config(sub, exp)  # validate the imp section up front
-  runs.prepare_workdir(exp.run_config, workdir, LEGACY_FIELDS)
+  runs.prepare_workdir(exp.run_config, workdir)
   trainer = Trainer(exp)
   theta_0 = exp.init_state()
   dense_dir = os.path.join(workdir, "dense")

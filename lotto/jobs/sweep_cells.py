@@ -24,7 +24,6 @@ import ml_collections
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.jobs import validators
-from lotto.jobs.defaults import LEGACY_FIELDS
 from lotto.jobs.experiment import canonical_config, population_seeds
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -156,7 +155,7 @@ def run_sweep(mode: str, config: ml_collections.ConfigDict, workdir: str,
   """A sweep job: claims `workdir` for `config`, runs (or skips) every cell, writes the
   sweep's results.json listing them, and prints `report(workdir)`."""
   run_config = canonical_config(config)
-  runs.prepare_workdir(run_config, workdir, LEGACY_FIELDS)
+  runs.prepare_workdir(run_config, workdir)
   results = run_cells(mode, workdir, cells, run_cell_fn, ("method", "final_test_accuracy"),
                       batching)
   summary = {"mode": mode, "config_hash": runs.config_hash(run_config), "cells": results}

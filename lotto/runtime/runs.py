@@ -12,7 +12,6 @@ ever overwritten by another experiment's.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -29,46 +28,8 @@ from lotto.core.types import Masks, Prunable
 from lotto.runtime import files, locks
 from lotto.runtime.devices import is_main_process, note
 
-CONFIG_FILE = "config.json"
-RESULTS_FILE = "results.json"
-RUN_ID_FILE = "run_id.json"  # the config hash again: the run's identity survives config.json
-# What marks a directory as holding a lotto run's files.
-_RUN_FILES = (RESULTS_FILE, "checkpoints", "level_0", "cells", "dense", "train", "masks.npz")
-
-# Fields that do not change what a run computes: they may differ on resume.
-# on_nan only decides whether a diverging run stops: a stopped run may be resumed
-# with on_nan=continue. distributed says how the processes were launched, not what
-# they compute (the global batch is the same); (None, key) is a top-level field.
-_COSMETIC = (("train", "verbose"), ("train", "tensorboard"), ("train", "on_nan"),
-             (None, "distributed"))
-
-# Values renamed since runs were made: (section, key) -> {old spelling: new spelling}.
-# A run is compared in the new spelling and hashed in the old one, so a rename changes
-# no run's identity: its config.json, run_id.json and results.json stay valid.
-# train.loop "auto" chose "scan" on every backend before it was dropped.
-_RENAMED = {("train", "loop"): {"auto": "scan"}}
-
-
-def _comparable(config: dict, spelling: str = "new") -> dict:
-  """`config` without its cosmetic fields, renamed values in the "new" or "old" spelling."""
-  config = json.loads(json.dumps(config))
-  for section, key in _COSMETIC:
-    (config if section is None else config.get(section, {})).pop(key, None)
-  for (section, key), renamed in _RENAMED.items():
-    fields = config if section is None else config.get(section, {})
-    if spelling == "old":
-      renamed = {new: old for old, new in renamed.items()}
-    value = fields.get(key) if isinstance(fields, dict) else None
-    if isinstance(value, str) and value in renamed:
-      fields[key] = renamed[value]
-  return config
-
-
-def config_hash(run_config: dict) -> str:
-  """A short hash of the run's config as JSON data (ignoring cosmetic fields; renamed
-  values in the spelling runs were first hashed with)."""
-  text = json.dumps(_comparable(run_config, spelling="old"), sort_keys=True)
-  return hashlib.sha256(text.encode()).hexdigest()[:12]
+from lotto.runtime.identity import (CONFIG_FILE, RESULTS_FILE, RUN_FILES, RUN_ID_FILE,
+                                    comparable, config_hash, with_legacy)
 
 
 def _write_atomically(path: str, write) -> None:
@@ -149,29 +110,15 @@ def read_masks_intact(path: str, like: Masks) -> Masks | None:
   return masks
 
 
-def _with_legacy(saved: dict, legacy: dict | None) -> dict:
-  """`saved` with fields that did not exist when it was written set to their old meaning."""
-  saved = json.loads(json.dumps(saved))
-  for (section, key), value in (legacy or {}).items():
-    if section is None:  # a top-level field
-      saved.setdefault(key, value)
-      continue
-    fields = saved.setdefault(section, {})  # a whole section may be newer than the file
-    if isinstance(fields, dict) and key not in fields:
-      fields[key] = value
-  return saved
-
-
-def check_workdir(run_config: dict, workdir: str,
-                  legacy: dict[tuple[str, str], Any] | None = None) -> None:
+def check_workdir(run_config: dict, workdir: str) -> None:
   """Refuses a workdir that holds a run of a different config (writes nothing).
 
   The run's identity is in two files, config.json and run_id.json (its hash),
   so it survives the loss of either; a workdir with run files but neither is
-  refused rather than mixed with a new run. `legacy` gives, for config fields
-  added after a workdir was made, the value that reproduces what the run did
-  then ({(section, key): value}), so older runs resume; values renamed since
-  (`_RENAMED`) are compared in their new spelling.
+  refused rather than mixed with a new run. Config fields added after a
+  workdir was made take the value that reproduces what the run did then, and
+  values renamed since are compared in their new spelling (`runtime.identity`),
+  so older runs resume.
 
   Raises:
     ConfigError: another config's run (naming the first differing fields), a
@@ -181,10 +128,10 @@ def check_workdir(run_config: dict, workdir: str,
     raise ConfigError(f"workdir {workdir} is a file, not a directory; use a new --workdir")
   path = os.path.join(workdir, CONFIG_FILE)
   id_path = os.path.join(workdir, RUN_ID_FILE)
-  wanted = _comparable(run_config)
+  wanted = comparable(run_config)
   saved_config = read_intact(path) if files.exists(path) else None
   if saved_config is not None:
-    saved = _comparable(_with_legacy(saved_config, legacy))
+    saved = comparable(with_legacy(saved_config, run_config))
     if saved != wanted:
       diffs = _differences(saved, wanted)
       raise ConfigError(f"workdir {workdir} holds a run with a different config "
@@ -196,7 +143,7 @@ def check_workdir(run_config: dict, workdir: str,
       raise ConfigError(f"workdir {workdir} holds a run of another config (hash {saved_hash}, "
                         f"now {config_hash(run_config)}; its {CONFIG_FILE} is missing); use a "
                         "new --workdir or that run's config")
-  elif any(files.exists(os.path.join(workdir, name)) for name in _RUN_FILES):
+  elif any(files.exists(os.path.join(workdir, name)) for name in RUN_FILES):
     # (config.json and run_id.json both missing or damaged)
     raise ConfigError(f"workdir {workdir} holds run files but neither {CONFIG_FILE} nor "
                       f"{RUN_ID_FILE}: its config is unknown, so nothing is mixed into it; use a "
@@ -214,8 +161,7 @@ def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
   return out
 
 
-def prepare_workdir(run_config: dict, workdir: str,
-                    legacy: dict[tuple[str, str], Any] | None = None) -> None:
+def prepare_workdir(run_config: dict, workdir: str) -> None:
   """Checks the workdir (`check_workdir`), takes its lock, and saves the run's identity.
 
   Writes config.json and run_id.json when missing (either restores the other).
@@ -224,7 +170,7 @@ def prepare_workdir(run_config: dict, workdir: str,
     ConfigError: as `check_workdir`; the workdir is locked by another live
       process; or it cannot be created or written (naming why).
   """
-  check_workdir(run_config, workdir, legacy)
+  check_workdir(run_config, workdir)
   try:
     if is_main_process():
       files.makedirs(workdir)
@@ -234,8 +180,7 @@ def prepare_workdir(run_config: dict, workdir: str,
     raise ConfigError(f"cannot write the workdir {workdir}: {error.strerror or error}") from None
 
 
-def claim_identity(run_config: dict, workdir: str,
-                   legacy: dict[tuple[str, str], Any] | None = None) -> None:
+def claim_identity(run_config: dict, workdir: str) -> None:
   """`prepare_workdir` without the lock: for a sweep whose cells run in separate processes
   at once (`lotto --cell=i`), each cell claims the sweep directory for the sweep's config
   (identical atomic writes from several processes are harmless) and locks only its own.
@@ -243,7 +188,7 @@ def claim_identity(run_config: dict, workdir: str,
   Raises:
     ConfigError: as `check_workdir`, or the workdir cannot be written.
   """
-  check_workdir(run_config, workdir, legacy)
+  check_workdir(run_config, workdir)
   try:
     if is_main_process():
       files.makedirs(workdir)
@@ -273,8 +218,7 @@ def writable(directory: str) -> bool:
   return True
 
 
-def finished_read_only(workdir: str, run_config: dict,
-                       legacy: dict[tuple[str, str], Any] | None = None) -> dict | None:
+def finished_read_only(workdir: str, run_config: dict) -> dict | None:
   """A finished run's results when its workdir cannot be written, else None.
 
   Re-running a finished run needs no write access: its results.json (this
@@ -286,7 +230,7 @@ def finished_read_only(workdir: str, run_config: dict,
   """
   if not files.is_dir(workdir) or writable(workdir):
     return None
-  check_workdir(run_config, workdir, legacy)
+  check_workdir(run_config, workdir)
   results = read_intact(os.path.join(workdir, RESULTS_FILE), ("config_hash",))
   if (results is None or results["config_hash"] != config_hash(run_config) or
       results.get("complete", True) is not True or results.get("diverged")):

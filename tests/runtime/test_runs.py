@@ -7,7 +7,7 @@ import pytest
 from lotto.core.errors import ConfigError
 from lotto.jobs import defaults
 from lotto.jobs.experiment import create_experiment
-from lotto.runtime import devices, runs
+from lotto.runtime import devices, identity, runs
 
 
 def test_workdir_of_another_config_is_refused_and_the_same_one_resumes(tmp_path):
@@ -72,3 +72,19 @@ def test_a_renamed_value_changes_no_run_identity(tmp_path):
   runs.check_workdir(now, str(tmp_path / "run"))
   with pytest.raises(ConfigError, match="holds a run of another config"):
     runs.check_workdir(step, str(tmp_path / "run"))
+
+
+def test_fields_added_since_a_run_was_made_take_their_old_meaning():
+  saved = {"seed": 0, "prune": {"method": "grasp", "count_rule": "floor"}}
+  filled = identity.with_legacy(saved, defaults.get_base_config().to_dict())
+  assert filled["prune"]["grasp_params"] == "all"  # GraSP differentiated every param then
+  assert filled["prune"]["count_rule"] == "floor"  # a field the run has is kept
+  assert filled["seeds"] == [] and filled["topology"]["name"] == "none"
+  assert filled["sparse"]["method"] == "rigl" and filled["dsd"]["phases"] == []
+  assert saved == {"seed": 0, "prune": {"method": "grasp", "count_rule": "floor"}}  # a copy
+  assert identity.with_legacy(saved, {"seed": 1}) == saved  # only fields compared with
+  # Cosmetic fields never enter the identity; a renamed value is hashed in its old spelling.
+  base = {"seed": 0, "train": {"loop": "scan", "verbose": 2, "on_nan": "continue"}}
+  assert identity.config_hash(base) == identity.config_hash(
+      {"seed": 0, "train": {"loop": "auto", "verbose": 0, "on_nan": "stop"}})
+  assert identity.config_hash(base) != identity.config_hash({**base, "seed": 1})
