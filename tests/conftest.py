@@ -41,10 +41,15 @@ _COMPILE_CACHE_ENV = {
 _TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
 
 
+# LOTTO_TEST_XLA_DEFAULT=1 leaves XLA at its default level: tests/test_optimization_level.py
+# reruns the bit-identity tests so, since a claim checked only at -O0 is not checked for jobs.
+XLA_DEFAULT_ENV = "LOTTO_TEST_XLA_DEFAULT"
+
+
 def pytest_configure(config):
   flags = os.environ.get("XLA_FLAGS", "")
-  if "xla_backend_optimization_level" not in flags:  # before JAX creates its CPU backend
-    os.environ["XLA_FLAGS"] = f"{flags} {_TEST_XLA_FLAG}".strip()
+  if "xla_backend_optimization_level" not in flags and not os.environ.get(XLA_DEFAULT_ENV):
+    os.environ["XLA_FLAGS"] = f"{flags} {_TEST_XLA_FLAG}".strip()  # before JAX's CPU backend
   if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller; workers inherit it
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="lotto-test-jax-cache-")
     config.lotto_created_compile_cache = os.environ["JAX_COMPILATION_CACHE_DIR"]
