@@ -66,6 +66,15 @@ def _config_path(argv: list[str]) -> tuple[str, str | None] | None:
   return None
 
 
+def _overrides(argv: list[str]) -> list[str]:
+  """The dotted fields of every `--config.<field>=value` (or `--config.<field> value`)."""
+  fields = []
+  for arg in argv[1:]:
+    if arg.startswith("--config."):
+      fields.append(arg[len("--config."):].split("=", 1)[0])
+  return fields
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing whose errors are one line and exit code 2; `--help` is lotto's own."""
   if any(arg in HELP_FLAGS for arg in argv[1:]):
@@ -76,9 +85,11 @@ def parse_flags(argv: list[str]) -> list[str]:
   if config is not None:
     # Loaded once here so a file that cannot load is one line, not a traceback
     # from inside config_flags (which then loads it again).
-    from lotto.jobs.config_files import load_config_file  # pylint: disable=import-outside-toplevel
+    from lotto.jobs import config_files  # pylint: disable=import-outside-toplevel
     try:
-      load_config_file(*config)
+      loaded = config_files.load_config_file(*config)
+      for dotted in _overrides(argv):
+        config_files.check_override(loaded, dotted)
     except ConfigError as error:
       _fail(str(error))
   try:

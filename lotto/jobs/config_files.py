@@ -15,8 +15,12 @@ def load_config_file(path: str, argument: str | None = None):
       its line), fails to import, has no get_config(), or get_config raises.
   """
   if not os.path.isfile(path):
-    raise ConfigError(f"config file {path} does not exist; the shipped configs are in "
-                      "configs/ (lotto --help lists them)")
+    separator = ""
+    if argument is not None:
+      separator = (f" (in --config=FILE:ARGUMENT a ':' ends the file name: the file here is "
+                   f"{path!r} and {argument!r} is the argument passed to its get_config)")
+    raise ConfigError(f"config file {path} does not exist{separator}; the shipped configs are "
+                      "in configs/ (lotto --help lists them)")
   try:
     with open(path, encoding="utf-8") as handle:
       source = handle.read()
@@ -40,3 +44,25 @@ def load_config_file(path: str, argument: str | None = None):
   except Exception as error:  # pylint: disable=broad-except
     raise ConfigError(f"config file {path} failed to load: {type(error).__name__}: "
                       f"{' '.join(str(error).split())}") from None
+
+
+def check_override(config, dotted: str) -> None:
+  """Checks that `--config.<dotted>=...` names a field of `config`, before absl sets it.
+
+  Raises:
+    ConfigError: a key that is not there (naming the section's fields), or a key
+      below a field that is a value, not a section (naming the field and its type).
+  """
+  node, walked = config, []
+  for key in dotted.split("."):
+    if not hasattr(node, "keys"):  # a value: nothing lies below it
+      field = ".".join(walked)
+      raise ConfigError(f"--config.{dotted}: config.{field} is a {type(node).__name__} field "
+                        f"(now {node!r}), not a section with a field {key!r}; set it as "
+                        f"--config.{field}=VALUE")
+    if key not in node.keys():
+      where = f"config.{'.'.join(walked)}" if walked else "the config"
+      raise ConfigError(f"--config.{dotted}: {where} has no field {key!r}; its fields: "
+                        f"{', '.join(sorted(node.keys()))}")
+    node = node[key]
+    walked.append(key)

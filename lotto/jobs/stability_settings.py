@@ -11,6 +11,11 @@ from lotto.jobs import validators
 from lotto.jobs.experiment import Experiment
 
 
+# Each point of the path is one evaluation of the test set; 1,001 points is a 0.001 step in
+# alpha, finer than any barrier a study reports (a larger count only costs time and memory).
+MAX_POINTS = 1001
+
+
 @dataclasses.dataclass(frozen=True)
 class StabilitySettings:
   """The validated `config.stability` section (rewind steps in steps)."""
@@ -36,6 +41,6 @@ def stability_settings_from_config(config: ml_collections.ConfigDict,
     steps.append(step)
   if len(set(steps)) != len(steps):
     raise ConfigError(f"stability.rewind_steps repeats a step: {tuple(s.rewind_steps)!r}")
-  validators.integer(s.points, "stability.points", minimum=3)
+  validators.integer(s.points, "stability.points", minimum=3, maximum=MAX_POINTS)
   validators.integer(s.levels, "stability.levels", minimum=0)
   return StabilitySettings(tuple(s.rewind_steps), tuple(steps), s.points, s.levels)

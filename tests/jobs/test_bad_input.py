@@ -82,3 +82,30 @@ def test_early_stopping_ignores_non_finite_validation_losses():
   assert early_stopping(history) == {"early_stop_step": 40, "early_stop_test_accuracy": 0.6,
                                      "early_stop_val_loss": 0.9}
   assert early_stopping(history[1:3])["early_stop_step"] is None
+
+
+@pytest.mark.parametrize("points, message", [
+    (1_000_000_000, "stability.points must be an integer in [3, 1001]; got 1000000000"),
+    (2, "stability.points must be an integer in [3, 1001]; got 2"),
+    (True, "stability.points must be an integer in [3, 1001]; got True"),
+])
+def test_stability_points_are_bounded(tiny_config, points, message):
+  from lotto.jobs.stability_settings import stability_settings_from_config  # pylint: disable=import-outside-toplevel
+  tiny_config.mode, tiny_config.stability.rewind_steps = "stability", ("0it", "10it")
+  tiny_config.stability.points = points
+  with pytest.raises(ConfigError) as info:
+    stability_settings_from_config(tiny_config, create_experiment(tiny_config))
+  assert str(info.value) == message
+
+
+def test_a_key_below_a_value_or_a_missing_key_names_the_field(tiny_config):
+  from lotto.jobs.config_files import check_override  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ConfigError) as info:
+    check_override(tiny_config, "optimizer.name.value")
+  assert str(info.value) == ("--config.optimizer.name.value: config.optimizer.name is a str "
+                             "field (now 'adam'), not a section with a field 'value'; set it as "
+                             "--config.optimizer.name=VALUE")
+  with pytest.raises(ConfigError, match=r"^--config.optimizer.nam: config.optimizer has no "
+                                        r"field 'nam'; its fields: b1, b2, eps, "):
+    check_override(tiny_config, "optimizer.nam")
+  check_override(tiny_config, "optimizer.name")  # a field: no error

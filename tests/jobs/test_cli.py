@@ -49,7 +49,11 @@ def _snapshot(directory):
     ("--config.data.name=imagenet", "unknown dataset 'imagenet'; valid choices: cifar10"),
     ("--config.optimizer.name=rmsprop", "unknown optimizer 'rmsprop'; valid choices: sgd"),
     ("--config.mode=search", "unknown mode 'search'; valid choices:"),
-    ("--config.optimizr.name=adam", "bad --config override: 'optimizr'"),
+    ("--config.optimizr.name=adam", "--config.optimizr.name: the config has no field "
+                                    "'optimizr'; its fields: "),
+    ("--config.optimizer.name.value=sgd", "--config.optimizer.name.value: config.optimizer.name "
+                                          "is a str field (now 'adam'), not a section with a "
+                                          "field 'value'; set it as --config.optimizer.name="),
     ("--config.optimizer.learning_rate=0", "optimizer.learning_rate must be > 0"),
     ("--config.data.batch_size=-5", "data.batch_size must be a positive integer"),
     ("--config.train.duration=ten", "cannot parse duration 'ten'"),
@@ -65,6 +69,13 @@ def test_bad_input_one_line_exit_2_files_untouched(finished_run, override, messa
   assert len(lines) == 1 and message in lines[0], result.stderr[-1500:]
   assert _snapshot(finished_run) == before
   assert (finished_run / "results.json").read_text() == results_before
+
+
+def test_a_colon_in_the_config_path_is_explained(tmp_path):
+  result = run_cli(f"--config=configs:{TEST_CONFIG}", f"--workdir={tmp_path / 'new'}")
+  assert result.returncode == 2 and not (tmp_path / "new").exists()
+  assert ("config file configs does not exist (in --config=FILE:ARGUMENT a ':' ends the file "
+          f"name: the file here is 'configs' and '{TEST_CONFIG}' is the argument") in result.stderr
 
 
 def test_bad_workdir_is_not_created(tmp_path):
