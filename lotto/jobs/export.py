@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from lotto import sparse
+from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
 from lotto.core.structure import Structure, parse_structure
 from lotto.runtime import files, runs
@@ -65,11 +66,27 @@ def _finished_results(workdir: str) -> dict:
   if results is None:
     raise ConfigError(f"{workdir} holds no finished run (no readable {runs.RESULTS_FILE}); "
                       "finish it by re-running its command")
-  if results.get("diverged"):
-    raise ConfigError(f"the run in {workdir} diverged: its final params are not finite")
+  stopped = results.get("complete") is False or not ("steps" in results or "levels" in results)
+  if results.get("diverged") and stopped:
+    raise ConfigError(f"the run in {workdir} diverged at step {results.get('diverged_at_step')} "
+                      "and stopped: it has no final params")
   if results.get("complete") is False:
     raise ConfigError(f"the run in {workdir} is unfinished; re-run its command to finish it")
   return results
+
+
+def check_finite(params, what: str, diverged_at: int | None = None) -> None:
+  """Refuses weights with a NaN or an infinity (a run trained on through divergence).
+
+  Raises:
+    ConfigError: naming the first non-finite array and how many there are.
+  """
+  names = masks_lib.leaf_names(params)
+  bad = [n for n, leaf in zip(names, jax.tree.leaves(params)) if not np.isfinite(leaf).all()]
+  if bad:
+    when = f"; the loss diverged at step {diverged_at}" if diverged_at is not None else ""
+    raise ConfigError(f"{what} are not finite ({len(bad)} of {len(names)} arrays, first "
+                      f"{bad[0]}{when}): nothing exported")
 
 
 def _unit(workdir: str, results: dict, level: int | None) -> tuple[str, int | None]:
@@ -134,6 +151,8 @@ def export_run(workdir: str, level: int | None = None, kernel: str = sparse.AUTO
     raise ConfigError(f"the checkpoint at step {step} in {directory} holds no params and masks")
   params = jax.tree.map(np.asarray, state["params"])
   masks = jax.tree.map(np.asarray, state["masks"])
+  check_finite(params, f"the weights at step {step} in {directory}",
+               results.get("diverged_at_step"))
   model = sparse.compress_mlp(params, masks, kernel, _structure(workdir, results["mode"]))
   names = list(model.names)
   surviving = sum(int(masks[n]["kernel"].sum()) for n in names)

@@ -288,8 +288,13 @@ def run_header(run: ImpRun) -> dict:
 
 
 def finish_run(run: ImpRun, header: dict, levels: list[dict], branch_records: list[dict]) -> dict:
-  """Writes the complete results.json and the IMP report (printed) of one run."""
+  """Writes the complete results.json and the IMP report (printed) of one run; a level or
+  branch that trained on through a non-finite loss (`train.on_nan = "continue"`) marks the
+  run `"diverged": true` at its first such step."""
   results = {**header, "complete": True, "levels": levels, "branches": branch_records}
+  diverged = [r["diverged_at_step"] for r in levels + branch_records if r.get("diverged")]
+  if diverged:
+    results.update(diverged=True, diverged_at_step=min(diverged))
   runs.write_results(run.workdir, results)
   text = reports.write_imp_report(run.workdir)
   if run.exp.verbose:

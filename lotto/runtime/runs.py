@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import uuid
@@ -51,13 +52,27 @@ def _write_atomically(path: str, write) -> None:
                        f"({free_space(path)}); free space and re-run the same command") from None
 
 
+def finite_json(payload: Any) -> Any:
+  """`payload` with every non-finite float (NaN, +-inf: a diverged run's losses) as None, so
+  it is valid JSON (null); everything else as it is."""
+  if isinstance(payload, float):
+    return payload if math.isfinite(payload) else None
+  if isinstance(payload, dict):
+    return {key: finite_json(value) for key, value in payload.items()}
+  if isinstance(payload, (list, tuple)):
+    return [finite_json(value) for value in payload]
+  return payload
+
+
 def write_json(path: str, payload: Any) -> None:
-  """Writes JSON atomically (temp file + rename), on the main process only.
+  """Writes JSON atomically (temp file + rename), on the main process only. Non-finite
+  numbers are written as null (`finite_json`): the file is always valid JSON.
 
   Raises:
     StorageError: the write failed.
   """
-  write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+  text = json.dumps(finite_json(payload), indent=2, sort_keys=True, allow_nan=False)
+  write_text(path, text + "\n")
 
 
 def read_json(path: str) -> Any:

@@ -68,7 +68,9 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
   Returns:
     (each replica's final state, each replica's summary: final and
     early-stopping metrics, density, per-layer density, steps, "history" and
-    "wall_time_s").
+    "wall_time_s"; with `train.on_nan = "continue"`, a replica whose mean loss
+    over a block was not finite also gets "diverged": True and the step that
+    block ended at, "diverged_at_step", kept across resumes).
 
   Raises:
     Diverged: with `train.on_nan = "stop"`, a replica's mean loss over a
@@ -84,11 +86,13 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
   keep_steps = set(keep) | {end_step}
   checkpoints = ReplicaCheckpoints(directories, keep_steps)
   states, histories, prior = list(initial_states), [[] for _ in directories], [0.0] * count
+  diverged_at: list[int | None] = [None] * count  # on_nan=continue: the first non-finite step
   restored = checkpoints.restore_latest(initial_states, int(initial_states[0].step))
   if restored is not None:
     latest, states, payloads = restored
     histories = [p.get("history", []) for p in payloads]
     prior = [float(p.get("wall_time_s", 0.0)) for p in payloads]
+    diverged_at = [p.get("diverged_at_step") for p in payloads]
     if exp.verbose and latest < end_step:
       what = f"resuming {count} replicas" if count > 1 else "resuming"
       note(f"{label + ' | ' if label else ''}{what} from step {latest}")
@@ -102,7 +106,9 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
 
   def payloads():
     elapsed = time.perf_counter() - started
-    return [{"history": r.history, "wall_time_s": p + elapsed} for r, p in zip(recorders, prior)]
+    return [{"history": r.history, "wall_time_s": p + elapsed,
+             **({} if d is None else {"diverged_at_step": d})}
+            for r, p, d in zip(recorders, prior, diverged_at)]
 
   try:
     if step in keep_steps and step != checkpoints.latest_step():
@@ -116,6 +122,7 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
         # Before this step's checkpoint: every checkpoint on disk is finite.
         first = checkpoints.checkpointers[finite.index(False)]
         raise Diverged(step, os.path.dirname(first.directory), checkpoints.latest_step())
+      diverged_at = [d if d is not None or ok else step for d, ok in zip(diverged_at, finite)]
       state = run_due_hooks(trainer, hooks, due, step, state)
       if step % exp.eval_every == 0 or step == end_step:
         write_evaluation(trainer, state, step, metrics, recorders, writers)
@@ -130,9 +137,11 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
   tests = trainer.evaluate(state, "test")
   elapsed = time.perf_counter() - started
   summaries = []
-  for final, recorder, test, before in zip(finals, recorders, tests, prior):
+  for final, recorder, test, before, first in zip(finals, recorders, tests, prior, diverged_at):
     summary = summary_of(exp, final, recorder.history, test)
     summary.update(history=recorder.history, wall_time_s=before + elapsed)
+    if first is not None:  # trained on with on_nan=continue: the results say so
+      summary.update(diverged=True, diverged_at_step=first)
     summaries.append(summary)
   return finals, summaries
 

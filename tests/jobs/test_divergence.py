@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lotto
-from lotto.core.errors import Diverged
+from lotto.core.errors import ConfigError, Diverged
 from lotto.jobs.experiment import create_experiment
 from lotto.runtime.checkpoints import Checkpointer
 from lotto.train.hooks import AtStepsHook
@@ -65,3 +65,52 @@ def test_checkpoints_before_the_divergence_are_kept_and_continue_trains_on(tiny_
   saved = json.loads((tmp_path / "results.json").read_text())
   assert results["steps"] == 40 and "diverged" not in saved
   assert np.isfinite(saved["final_test_loss"])
+
+
+def _strict_json(path):
+  """The file parsed as standard JSON: a bare NaN or Infinity token is an error."""
+  def refuse(token):
+    raise ValueError(f"not JSON: {token}")
+  return json.loads(path.read_text(), parse_constant=refuse)
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_continue_keeps_the_divergence_writes_valid_json_and_export_refuses(tiny_config,
+                                                                            tmp_path):
+  config = _exploding(tiny_config, "train")
+  with pytest.raises(Diverged):
+    lotto.run_train(config, str(tmp_path))
+  # Re-run with on_nan=continue, as the message suggests, killed once after the divergence:
+  # the step it first happened survives the resume.
+  config.train.on_nan = "continue"
+
+  def crash(step, state):
+    raise _Killed()
+
+  with pytest.raises(_Killed):
+    lotto.run_train(config, str(tmp_path), hooks=[AtStepsHook.of(crash, [30])])
+  results = lotto.run_train(config, str(tmp_path))
+  saved = _strict_json(tmp_path / "results.json")
+  assert results["steps"] == 40 and saved["steps"] == 40
+  assert saved["diverged"] is True and saved["diverged_at_step"] == 10
+  assert [h["train_loss"] for h in saved["history"]] == [None, None, None, None]  # NaN -> null
+  from lotto.jobs.export import export_run  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ConfigError, match=r"^the weights at step 40 in .* are not finite "
+                     r"\(6 of 6 arrays, first hidden_0/bias; the loss diverged at step 10\): "
+                     r"nothing exported$"):
+    export_run(str(tmp_path))
+  assert not (tmp_path / "compressed.npz").exists()
+
+
+def test_an_imp_run_that_trained_on_through_a_divergence_says_so(tiny_config, tmp_path):
+  config = _exploding(tiny_config, "imp")
+  config.train.on_nan, config.imp.levels = "continue", 1
+  results = lotto.run_imp(config, str(tmp_path))
+  saved = _strict_json(tmp_path / "results.json")
+  assert saved["diverged"] is True and saved["diverged_at_step"] == 10
+  # Level 0 diverged; level 1 (rewound to init, 80 % of the weights) happened to stay finite.
+  assert [l.get("diverged_at_step") for l in saved["levels"]] == [10, None]
+  assert results["diverged"] is True
