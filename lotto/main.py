@@ -134,19 +134,24 @@ def main(argv: list[str]) -> None:
     _fail("--workdir is required")
   # Imported here so `lotto --help` stays fast.
   from lotto import jobs  # pylint: disable=import-outside-toplevel
+  from lotto.runtime import interrupts  # pylint: disable=import-outside-toplevel
   try:
-    if _LIST_CELLS.value:
-      _print_lines("\n".join(f"{index}\t{name}"
-                              for index, name in enumerate(jobs.list_cells(_CONFIG.value))))
-    elif _CELL.value is not None:
-      jobs.run_cell(_CONFIG.value, _WORKDIR.value, _CELL.value)
-    else:
-      jobs.run_job(_CONFIG.value, _WORKDIR.value)
+    with interrupts.stop_on_signals():
+      if _LIST_CELLS.value:
+        _print_lines("\n".join(f"{index}\t{name}"
+                                for index, name in enumerate(jobs.list_cells(_CONFIG.value))))
+      elif _CELL.value is not None:
+        jobs.run_cell(_CONFIG.value, _WORKDIR.value, _CELL.value)
+      else:
+        jobs.run_job(_CONFIG.value, _WORKDIR.value)
   except ConfigError as error:
     _fail(str(error))
   except Diverged as error:
     print(f"lotto: error: {error}", file=sys.stderr)
     sys.exit(DIVERGED_EXIT_CODE)
+  except interrupts.Interrupted as error:
+    print(f"lotto: {error}", file=sys.stderr)
+    sys.exit(error.exit_code)
 
 
 def run() -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError, Diverged
 from lotto.dynamic.update import latest_update_scalars
+from lotto.runtime import interrupts
 from lotto.runtime.checkpoints import Checkpointer, ReplicaCheckpoints
 from lotto.runtime.devices import note
 from lotto.runtime.metrics import (HistoryWriter, MetricWriter, ProgressWriter, TensorBoardWriter,
@@ -76,6 +77,9 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
     Diverged: with `train.on_nan = "stop"`, a replica's mean loss over a
       block is not finite (raised before anything of that step is saved; it
       names the first such replica's directory).
+    Interrupted: a stop was requested (`runtime.interrupts`: SIGTERM or
+      SIGINT under the `lotto` command); raised at the next block boundary,
+      after the replicas' state at that step is saved.
   """
   exp = trainer.experiment
   count = len(trainer.seeds)
@@ -87,12 +91,15 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
   checkpoints = ReplicaCheckpoints(directories, keep_steps)
   states, histories, prior = list(initial_states), [[] for _ in directories], [0.0] * count
   diverged_at: list[int | None] = [None] * count  # on_nan=continue: the first non-finite step
+  # The per-step train metrics since the last evaluation (its record averages them all).
+  pending: dict[str, list[np.ndarray]] = {"loss": [], "accuracy": []}
   restored = checkpoints.restore_latest(initial_states, int(initial_states[0].step))
   if restored is not None:
     latest, states, payloads = restored
     histories = [p.get("history", []) for p in payloads]
     prior = [float(p.get("wall_time_s", 0.0)) for p in payloads]
     diverged_at = [p.get("diverged_at_step") for p in payloads]
+    pending = _restore_pending(trainer, payloads)
     if exp.verbose and latest < end_step:
       what = f"resuming {count} replicas" if count > 1 else "resuming"
       note(f"{label + ' | ' if label else ''}{what} from step {latest}")
@@ -107,8 +114,8 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
   def payloads():
     elapsed = time.perf_counter() - started
     return [{"history": r.history, "wall_time_s": p + elapsed,
-             **({} if d is None else {"diverged_at_step": d})}
-            for r, p, d in zip(recorders, prior, diverged_at)]
+             **({} if d is None else {"diverged_at_step": d}), **_pending_payload(pending, i)}
+            for i, (r, p, d) in enumerate(zip(recorders, prior, diverged_at))]
 
   try:
     if step in keep_steps and step != checkpoints.latest_step():
@@ -117,7 +124,9 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
       target, due = next_block_end(exp, step, end_step, sorted(keep_steps), hooks)
       state, metrics = trainer.run_block(state, target - step, data_seeds)
       step = target
-      finite = [math.isfinite(loss) for loss in metrics["loss"]]
+      for key in pending:
+        pending[key].append(metrics[key])
+      finite = [math.isfinite(loss) for loss in trainer.replica_means(metrics["loss"])]
       if exp.on_nan == "stop" and not all(finite):
         # Before this step's checkpoint: every checkpoint on disk is finite.
         first = checkpoints.checkpointers[finite.index(False)]
@@ -125,9 +134,16 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
       diverged_at = [d if d is not None or ok else step for d, ok in zip(diverged_at, finite)]
       state = run_due_hooks(trainer, hooks, due, step, state)
       if step % exp.eval_every == 0 or step == end_step:
-        write_evaluation(trainer, state, step, metrics, recorders, writers)
+        means = {k: trainer.replica_means(np.concatenate(v)) for k, v in pending.items()}
+        pending = {k: [] for k in pending}
+        write_evaluation(trainer, state, step, means, recorders, writers)
       if step % exp.checkpoint_every == 0 or step in keep_steps:
         checkpoints.save(step, trainer.unstack(state), payloads())
+      signum = interrupts.requested()
+      if signum is not None and step < end_step:  # a block boundary: a safe point
+        checkpoints.save(step, trainer.unstack(state), payloads())  # (once per step)
+        raise interrupts.Interrupted(signum, step, os.path.dirname(
+            checkpoints.checkpointers[0].directory))
     writers.flush()
   finally:
     if owned:
@@ -144,6 +160,29 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
       summary.update(diverged=True, diverged_at_step=first)
     summaries.append(summary)
   return finals, summaries
+
+
+def _pending_payload(pending: dict[str, list[np.ndarray]], index: int) -> dict:
+  """Replica `index`'s per-step metrics since the last evaluation, for its checkpoint ({} when
+  there are none: a checkpoint at an evaluation step). float32 values round-trip through JSON
+  exactly, so a run resumed between two evaluations averages the same values."""
+  if not pending["loss"]:
+    return {}
+  columns = {k: np.concatenate(v) for k, v in pending.items()}
+  return {"pending_metrics": {k: (v if v.ndim == 1 else v[:, index]).tolist()
+                              for k, v in columns.items()}}
+
+
+def _restore_pending(trainer: Trainer, payloads: Sequence[dict]) -> dict[str, list[np.ndarray]]:
+  """The per-step metrics the replicas' checkpoints carried since their last evaluation."""
+  saved = [p.get("pending_metrics") for p in payloads]
+  if not saved[0]:
+    return {"loss": [], "accuracy": []}
+  restored = {}
+  for key in ("loss", "accuracy"):
+    columns = [np.asarray(s[key], np.float32) for s in saved]
+    restored[key] = [np.stack(columns, axis=1) if trainer.batched else columns[0]]
+  return restored
 
 
 def train_run(trainer: Trainer, directory: str, initial_state: TrainState,

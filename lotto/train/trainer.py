@@ -124,7 +124,7 @@ class Trainer:
     return devices.replicate(jax.tree.map(jnp.copy, state), self.experiment.mesh)
 
   def run_block(self, state: TrainState, num_steps: int, data_seeds: Sequence[int] | None = None
-                ) -> tuple[TrainState, dict[str, list[float]]]:
+                ) -> tuple[TrainState, dict[str, np.ndarray]]:
     """Runs `num_steps` steps from the replicas' step in one compiled block.
 
     `state` is donated (invalid afterwards); pass `place(state)` to keep it.
@@ -132,8 +132,8 @@ class Trainer:
     instability analysis trains copies under different orders.
 
     Returns:
-      (new state, each replica's mean train loss and accuracy over the block's
-      steps: {"loss": [K floats], "accuracy": [K floats]}).
+      (new state, the train loss and accuracy of every step: {"loss": [num_steps]
+      or [num_steps, K] array, "accuracy": likewise}; `replica_means` averages them).
     """
     seeds = self.seeds if data_seeds is None else tuple(int(s) for s in data_seeds)
     start = self.current_step(state)
@@ -145,11 +145,14 @@ class Trainer:
                                    self.experiment.mesh)
       state, metrics = self._block(state, self._x_train, self._y_train, indices)
       collected.append(metrics)
-    metrics = {k: np.concatenate([np.asarray(m[k]) for m in jax.device_get(collected)])
-               for k in collected[0]}
-    if not self.batched:  # [num_steps]: the mean exactly as a single run always took it
-      return state, {k: [float(np.mean(v))] for k, v in metrics.items()}
-    return state, {k: [float(m) for m in np.mean(v, axis=0)] for k, v in metrics.items()}
+    return state, {k: np.concatenate([np.asarray(m[k]) for m in jax.device_get(collected)])
+                   for k in collected[0]}
+
+  def replica_means(self, values: np.ndarray) -> list[float]:
+    """Each replica's mean over steps of `run_block`'s values ([steps] or [steps, K])."""
+    if not self.batched:  # the mean exactly as a single run always took it
+      return [float(np.mean(values))]
+    return [float(m) for m in np.mean(values, axis=0)]
 
   def current_step(self, state: TrainState) -> int:
     """The global step the replicas sit at (they move in step)."""
