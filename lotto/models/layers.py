@@ -64,7 +64,11 @@ def dense(x: jax.Array, features: int, init: str, name: str, use_bias: bool = Tr
 def conv(x: jax.Array, features: int, kernel_size: Sequence[int], init: str, name: str,
          strides: int = 1, padding: str | Sequence = "SAME", use_bias: bool = True) -> jax.Array:
   """A 2D convolution (NHWC) named `name`, initialised by `init` scheme; its gradients
-  are written in XLA:CPU's fast form (`conv_grad`), so it trains as fast in loops."""
+  are written in XLA:CPU's fast form (`conv_grad`), so it trains as fast in loops.
+
+  `padding` is "SAME", "VALID" or explicit ((top, bottom), (left, right)) pairs. "SAME" pads
+  an odd kernel symmetrically only at stride 1; a strided convolution whose reference is
+  PyTorch's `padding=p` must pass ((p, p), (p, p)) (resnet.py does)."""
   fan_in = x.shape[-1] * math.prod(kernel_size)
   kernel_init, bias_init = _inits(init, fan_in)
   return nn.Conv(features, tuple(kernel_size), strides=(strides, strides), padding=padding,

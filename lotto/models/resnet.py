@@ -2,6 +2,11 @@
 
 Shortcuts that change shape are 1x1 convolutions with BatchNorm (projection),
 as in open_lth. Convolutions before a BatchNorm have no bias.
+
+Padding is PyTorch's, as in open_lth and Synaptic-Flow: every 3x3 convolution
+pads 1 on each side (`padding=1`), the stride-2 ones included, and the 1x1
+projections pad nothing (`padding=0`). Flax's "SAME" would pad a stride-2 3x3
+convolution of an even-sized input 0 before and 1 after: another function.
 """
 from __future__ import annotations
 
@@ -12,6 +17,10 @@ import jax
 
 from lotto.models.layers import batch_norm, conv, dense
 
+# (top, bottom), (left, right): PyTorch's padding=1 for 3x3 kernels, padding=0 for 1x1.
+PAD_3X3 = ((1, 1), (1, 1))
+PAD_1X1 = ((0, 0), (0, 0))
+
 
 class BasicBlock(nn.Module):
   """conv3x3-BN-ReLU-conv3x3-BN + shortcut, then ReLU."""
@@ -21,13 +30,15 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    y = conv(x, self.features, (3, 3), self.init_scheme, "conv_0", strides=self.strides, use_bias=False)
+    y = conv(x, self.features, (3, 3), self.init_scheme, "conv_0", strides=self.strides,
+             padding=PAD_3X3, use_bias=False)
     y = nn.relu(batch_norm(y, train, "bn_0"))
-    y = conv(y, self.features, (3, 3), self.init_scheme, "conv_1", use_bias=False)
+    y = conv(y, self.features, (3, 3), self.init_scheme, "conv_1", padding=PAD_3X3,
+             use_bias=False)
     y = batch_norm(y, train, "bn_1")
     if self.strides != 1 or x.shape[-1] != self.features:
       x = conv(x, self.features, (1, 1), self.init_scheme, "shortcut_conv", strides=self.strides,
-               use_bias=False)
+               padding=PAD_1X1, use_bias=False)
       x = batch_norm(x, train, "shortcut_bn")
     return nn.relu(x + y)
 
@@ -41,7 +52,8 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    x = conv(x, self.stage_widths[0], (3, 3), self.init_scheme, "stem_conv", use_bias=False)
+    x = conv(x, self.stage_widths[0], (3, 3), self.init_scheme, "stem_conv", padding=PAD_3X3,
+             use_bias=False)
     x = nn.relu(batch_norm(x, train, "stem_bn"))
     for stage, features in enumerate(self.stage_widths):
       for block in range(self.blocks_per_stage):
