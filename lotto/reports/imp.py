@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 
 import numpy as np
 
 from lotto.core.errors import ConfigError
-from lotto.reports.common import load_results, pyplot, save_figure
-from lotto.runtime import runs
-from lotto.runtime.devices import is_main_process
+from lotto.reports import faults
+from lotto.reports.common import (ReportFiles, finish_report, load_results, pyplot,
+                                  save_figure, split)
+from lotto.runtime import files, runs
+
+REQUIRED = ("levels",)  # what an IMP run needs to be in the table (a finished level)
 
 
 def imp_series(results: list[dict]) -> dict[tuple[str, tuple[float, int]], list[dict]]:
@@ -96,7 +100,7 @@ def plot_imp(results: list[dict], directory: str) -> list[str]:
         ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linestyle="-" if name == "ticket"
                     else "--", label="lottery ticket" if name == "ticket" else name)
     dense_records = [r for (_, level), records in series["ticket"].items() if level == 0
-                     for r in records]
+                     for r in records if r.get(field) is not None]
     if field == "final_test_accuracy" and dense_records:
       dense = 100 * np.mean([r[field] for r in dense_records])
       ax.axhline(dense, color="gray", linestyle=":", label=f"dense ({dense:.1f}%)")
@@ -113,19 +117,59 @@ def plot_imp(results: list[dict], directory: str) -> list[str]:
   return paths
 
 
-def write_imp_report(workdir: str, results: list[dict] | None = None) -> str:
-  """The IMP level table (imp_report.txt) and plots at `workdir`.
+def write_imp_report(workdir: str, results: list[dict] | None = None,
+                     outputs: ReportFiles | None = None) -> str:
+  """The IMP level table (imp_report.txt) and plots at `workdir`; a line for each run that
+  diverged (where; the levels it finished are in the table) or has no level yet.
 
   Args:
     workdir: where the report goes.
     results: the IMP runs to pool (default: every IMP run under `workdir`).
+    outputs: the report's files (`write_report` shares one); by default the returned text
+      ends with a line if a file could not be written.
   """
   results = load_results(workdir, "imp") if results is None else results
   if not results:
     raise ConfigError(f"no IMP results (results.json with mode 'imp') under {workdir}")
-  table = imp_table(results)
-  runs.write_text(os.path.join(workdir, "imp_report.txt"), table + "\n")
-  if not is_main_process():
-    return table
-  paths = plot_imp(results, workdir)
-  return f"{table}\nplots: {', '.join(paths)}"
+  shown, lines = split(results, REQUIRED, workdir)
+  return finish_report(os.path.join(workdir, "imp_report.txt"),
+                       [imp_table(shown)] if shown else [], lines,
+                       lambda: plot_imp(shown, workdir), outputs)
+
+
+def rebuild(directory: str, config: dict) -> tuple[dict, str] | None:
+  """An IMP run's results from its units' files, for a run whose results.json is damaged:
+  each `level_<L>/results.json` and `level_<L>/branches/<name>/results.json` (damaged
+  ones left out). Returns (the results, what they were rebuilt from), or None without a
+  readable level."""
+  levels, branches = [], []
+  for name in files.listdir(directory):
+    if not re.fullmatch(r"level_\d+", name):
+      continue
+    record = _unit(os.path.join(directory, name), ("level", "final_test_accuracy"))
+    if record is not None:
+      levels.append(record)
+    branch_root = os.path.join(directory, name, "branches")
+    for branch in files.listdir(branch_root) if files.is_dir(branch_root) else ():
+      record = _unit(os.path.join(branch_root, branch), ("branch", "level", "final_test_accuracy"))
+      if record is not None:
+        branches.append(record)
+  if not levels:
+    return None
+  imp = config.get("imp", {})
+  result = {"mode": "imp", "path": directory, "seed": config.get("seed", 0),
+            "fraction": imp.get("fraction"), "scope": imp.get("scope"),
+            "levels": sorted(levels, key=lambda r: r["level"]),
+            "branches": sorted(branches, key=lambda r: (r["level"], r["branch"]))}
+  source = (f"its level_<L>/results.json (levels {faults.span([r['level'] for r in levels])})"
+            + (f" and {len(branches)} branch results" if branches else ""))
+  return result, source
+
+
+def _unit(directory: str, required: tuple[str, ...]) -> dict | None:
+  """A unit's record (without its history), or None if missing, damaged or incomplete."""
+  path = os.path.join(directory, runs.RESULTS_FILE)
+  record = faults.read_results(path) if files.exists(path) else None
+  if not isinstance(record, dict) or any(key not in record for key in required):
+    return None
+  return {key: value for key, value in record.items() if key not in ("history", "mode")}

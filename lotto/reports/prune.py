@@ -8,9 +8,11 @@ import os
 
 import numpy as np
 
-from lotto.reports.common import load_results, pyplot, save_figure, with_seed
-from lotto.runtime import runs
-from lotto.runtime.devices import is_main_process
+from lotto.reports.common import (ReportFiles, finish_report, load_results, pyplot,
+                                  save_figure, split, with_seed)
+
+# What a prune run needs to be in the table.
+REQUIRED = ("method", "ablation", "target_density", "final_test_accuracy")
 
 
 def load_prune_results(workdir: str) -> list[dict]:
@@ -135,13 +137,26 @@ def plot_layer_densities(results: list[dict], density: float, path: str) -> None
   save_figure(fig, path)
 
 
-def write_prune_report(workdir: str) -> str:
-  """The pruning-at-initialization table and plots for `workdir`."""
-  results = load_prune_results(workdir)
-  table = accuracy_table(results)
-  runs.write_text(os.path.join(workdir, "report.txt"), table + "\n")
-  if not is_main_process():
-    return table
+def write_prune_report(workdir: str, results: list[dict] | None = None,
+                       outputs: ReportFiles | None = None) -> str:
+  """The pruning-at-initialization table (report.txt) and plots for `workdir`; a line for
+  each run that diverged or has no results.
+
+  Args:
+    workdir: where the report goes.
+    results: the prune runs (default: every one under `workdir`, with its seed).
+    outputs: the report's files (`write_report` shares one); by default the returned text
+      ends with a line if a file could not be written.
+  """
+  results = load_prune_results(workdir) if results is None else results
+  shown, lines = split(results, REQUIRED, workdir)
+  return finish_report(os.path.join(workdir, "report.txt"),
+                       [accuracy_table(shown)] if shown else [], lines,
+                       lambda: _plots(shown, workdir), outputs)
+
+
+def _plots(results: list[dict], workdir: str) -> list[str]:
+  """Writes the accuracy, per-layer and (several pruning steps) pruning-step plots."""
   accuracy_png = os.path.join(workdir, "accuracy_vs_density.png")
   plot_accuracy_vs_density(results, accuracy_png)
   lowest = min(r["target_density"] for r in results)
@@ -151,4 +166,4 @@ def write_prune_report(workdir: str) -> str:
   steps_png = os.path.join(workdir, "accuracy_vs_prune_step.png")
   if plot_accuracy_vs_prune_step(results, steps_png):
     plots.append(steps_png)
-  return f"{table}\nplots: {', '.join(plots)}"
+  return plots

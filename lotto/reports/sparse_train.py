@@ -16,11 +16,12 @@ import numpy as np
 
 from lotto.core.errors import ConfigError
 from lotto.dynamic.methods import SPARSE_METHODS
-from lotto.reports.common import load_results, pyplot, save_figure, with_seed
-from lotto.runtime import runs
-from lotto.runtime.devices import is_main_process
+from lotto.reports.common import (ReportFiles, finish_report, load_results, pyplot,
+                                  save_figure, split, with_seed)
 
 REPORT_FILE = "sparse_train_report.txt"
+# What a sparse_train run needs to be in the tables.
+REQUIRED = ("method", "target_density", "final_test_accuracy", "density")
 
 Series = tuple[str, str, str]  # (method, topology, control)
 
@@ -112,8 +113,9 @@ def mask_update_table(result: dict) -> str:
                        for u in updates])
   else:
     lines.append("mask updates: none (the mask is fixed)")
+  loss = result.get("final_test_loss")
   lines.append(f"final: test accuracy {_percent(result['final_test_accuracy'])}%, "
-               f"test loss {result.get('final_test_loss', float('nan')):.4f}, "
+               f"test loss {'-' if loss is None else f'{loss:.4f}'}, "
                f"density {_percent(result['density'], 2)}%")
   if result.get("early_stop_step") is not None:
     lines.append(f"early stop (min val loss): step {result['early_stop_step']}, "
@@ -243,16 +245,20 @@ def plot_schedules(results: list[dict], path: str) -> None:
 
 # --- the report -------------------------------------------------------------------------------
 
-def write_sparse_train_report(workdir: str, results: list[dict] | None = None) -> str:
+def write_sparse_train_report(workdir: str, results: list[dict] | None = None,
+                              outputs: ReportFiles | None = None) -> str:
   """The sparse-training tables (sparse_train_report.txt) and plots at `workdir`.
 
   One run: the mask-update table and sparse_train.png. Several: the accuracy and
-  density tables, sparse_train_accuracy.png and sparse_train_schedules.png.
+  density tables, sparse_train_accuracy.png and sparse_train_schedules.png. A run that
+  diverged or has no results gets a line (the others are tabulated as usual).
 
   Args:
     workdir: where the report goes.
     results: the sparse_train results to report (default: every one under `workdir`);
       a run without a "seed" gets the one in its config.json.
+    outputs: the report's files (`write_report` shares one); by default the returned text
+      ends with a line if a file could not be written.
 
   Returns:
     The text to print (tables and the paths of the plots).
@@ -265,13 +271,19 @@ def write_sparse_train_report(workdir: str, results: list[dict] | None = None) -
   if not results:
     raise ConfigError(f"no sparse_train results (results.json with mode 'sparse_train') "
                       f"under {workdir}")
-  if len(results) == 1:
-    text = mask_update_table(results[0])
+  shown, lines = split(results, REQUIRED, workdir)
+  if not shown:
+    tables = []
+  elif len(shown) == 1:
+    tables = [mask_update_table(shown[0])]
   else:
-    text = f"{accuracy_table(results)}\n\n{density_table(results)}"
-  runs.write_text(os.path.join(workdir, REPORT_FILE), text + "\n")
-  if not is_main_process():
-    return text
+    tables = [f"{accuracy_table(shown)}\n\n{density_table(shown)}"]
+  return finish_report(os.path.join(workdir, REPORT_FILE), tables, lines,
+                       lambda: _plots(shown, workdir), outputs)
+
+
+def _plots(results: list[dict], workdir: str) -> list[str]:
+  """One run's density and accuracy plot, or several runs' accuracy and schedule plots."""
   if len(results) == 1:
     paths = [os.path.join(workdir, "sparse_train.png")]
     plot_run(results[0], paths[0])
@@ -280,4 +292,4 @@ def write_sparse_train_report(workdir: str, results: list[dict] | None = None) -
              os.path.join(workdir, "sparse_train_schedules.png")]
     plot_accuracy_vs_density(results, paths[0])
     plot_schedules(results, paths[1])
-  return f"{text}\nplots: {', '.join(paths)}"
+  return paths

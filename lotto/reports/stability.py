@@ -2,11 +2,20 @@
 from __future__ import annotations
 
 import os
+import re
 
 from lotto.core.errors import ConfigError
-from lotto.reports.common import load_results, pyplot, save_figure
-from lotto.runtime import runs
-from lotto.runtime.devices import is_main_process
+from lotto.reports import faults
+from lotto.reports.common import (ReportFiles, finish_report, load_results, pyplot,
+                                  save_figure, split)
+from lotto.runtime import files, runs
+
+REQUIRED = ("points", "rewind")  # what a study needs to be tabulated (a finished rewind step)
+
+
+def _number(value: float | None, scale: float, width: int, digits: int) -> str:
+  """`scale * value` right-aligned, "-" for a missing or non-finite (null) value."""
+  return f"{'-':>{width}}" if value is None else f"{scale * value:>{width}.{digits}f}"
 
 
 def stability_table(result: dict) -> str:
@@ -16,10 +25,10 @@ def stability_table(result: dict) -> str:
            f"{'k (steps)':>10} {'dense':>8} {'sparse':>8} {'ticket acc %':>13} {'density %':>10}"]
   for r in result["rewind"]:
     sparse = r.get("sparse")
-    lines.append(f"{r['rewind_step']:>10} {100 * r['dense']['instability']:>8.2f} "
-                 f"{100 * sparse['instability'] if sparse else float('nan'):>8.2f} "
-                 f"{100 * r.get('ticket_accuracy', float('nan')):>13.1f} "
-                 f"{100 * r.get('ticket_density', float('nan')):>10.2f}")
+    lines.append(f"{r['rewind_step']:>10} {_number(r['dense']['instability'], 100, 8, 2)} "
+                 f"{_number(sparse['instability'] if sparse else float('nan'), 100, 8, 2)} "
+                 f"{_number(r.get('ticket_accuracy', float('nan')), 100, 13, 1)} "
+                 f"{_number(r.get('ticket_density', float('nan')), 100, 10, 2)}")
   return "\n".join(lines)
 
 
@@ -61,16 +70,52 @@ def plot_stability(result: dict, path: str) -> None:
   save_figure(fig, path)
 
 
-def write_stability_report(workdir: str) -> str:
-  """The stability table (stability_report.txt) and stability.png for `workdir`."""
-  found = load_results(workdir, "stability")
-  if not found:
-    raise ConfigError(f"no stability results (results.json with mode 'stability') under {workdir}")
-  result = found[0]
-  table = stability_table(result)
-  runs.write_text(os.path.join(workdir, "stability_report.txt"), table + "\n")
-  if not is_main_process():
-    return table
+def write_stability_report(workdir: str, result: dict | None = None,
+                           outputs: ReportFiles | None = None) -> str:
+  """The stability table (stability_report.txt) and stability.png for `workdir`; a study
+  that diverged gets a line saying where (and its finished rewind steps in the table).
+
+  Args:
+    workdir: the study's directory, where its report goes.
+    result: the study's results (default: its results.json).
+    outputs: the report's files (`write_report` shares one); by default the returned text
+      ends with a line if a file could not be written.
+  """
+  if result is None:
+    found = load_results(workdir, "stability")
+    if not found:
+      raise ConfigError(f"no stability results (results.json with mode 'stability') under "
+                        f"{workdir}")
+    result = found[0]
+  shown, lines = split([result], REQUIRED, workdir)
+  return finish_report(os.path.join(workdir, "stability_report.txt"),
+                       [stability_table(r) for r in shown], lines,
+                       lambda: _plot_file(shown[0], workdir), outputs, label="plot")
+
+
+def _plot_file(result: dict, workdir: str) -> list[str]:
   path = os.path.join(workdir, "stability.png")
   plot_stability(result, path)
-  return f"{table}\nplot: {path}"
+  return [path]
+
+
+def rebuild(directory: str, config: dict) -> tuple[dict, str] | None:
+  """A study's results from its rewind steps' own files (`k_<k>/results.json`), for a
+  study whose results.json is damaged or that stopped at a divergence. Returns (the
+  results, what they were rebuilt from), or None without a finished rewind step."""
+  records = []
+  for name in files.listdir(directory):
+    path = os.path.join(directory, name, runs.RESULTS_FILE)
+    if not re.fullmatch(r"k_\d+", name) or not files.exists(path):
+      continue
+    record = faults.read_results(path)
+    if isinstance(record, dict) and "rewind_step" in record and "dense" in record:
+      records.append({key: value for key, value in record.items() if key != "mode"})
+  if not records:
+    return None
+  settings = config.get("stability", {})
+  result = {"mode": "stability", "path": directory, "seed": config.get("seed", 0),
+            "points": settings.get("points"), "levels": settings.get("levels"),
+            "rewind": sorted(records, key=lambda r: r["rewind_step"])}
+  steps = faults.span([r["rewind_step"] for r in records])
+  return result, f"its k_<k>/results.json (rewind steps {steps})"

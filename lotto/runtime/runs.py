@@ -12,6 +12,7 @@ ever overwritten by another experiment's.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import math
@@ -48,8 +49,22 @@ def _write_atomically(path: str, write) -> None:
   except OSError as error:
     with contextlib.suppress(OSError):
       files.remove(tmp)
-    raise StorageError(f"cannot write {path}: {error.strerror or error} "
-                       f"({free_space(path)}); free space and re-run the same command") from None
+    raise StorageError(write_error_message(path, error)) from None
+
+
+# A write refused by permissions or a read-only file system: freeing space would not help.
+NOT_WRITABLE_ERRORS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def write_error_message(path: str, error: OSError) -> str:
+  """The one line for a failed write of `path`: that its directory cannot be written (a
+  read-only file system, no permission), or else the free space and the advice to free it."""
+  reason = error.strerror or error
+  if error.errno in NOT_WRITABLE_ERRORS:
+    return (f"cannot write {path}: {reason}; make {os.path.dirname(path) or '.'} writable and "
+            "re-run the same command")
+  return (f"cannot write {path}: {reason} ({free_space(path)}); free space and re-run the same "
+          "command")
 
 
 def finite_json(payload: Any) -> Any:

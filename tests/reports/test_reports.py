@@ -47,20 +47,3 @@ def test_every_run_of_every_kind_is_reported(tmp_path):
   rows = [line.split() for line in imp_table.splitlines()[2:]]
   assert [(r[0], r[2], r[3]) for r in rows] == [("0", "1", "61.0"), ("1", "1", "62.0")]
 
-
-def test_a_report_that_cannot_be_written_is_one_line_and_changes_nothing(tmp_path, monkeypatch):
-  import errno  # pylint: disable=import-outside-toplevel
-  import os  # pylint: disable=import-outside-toplevel
-  import pytest  # pylint: disable=import-outside-toplevel
-  from lotto.core.errors import StorageError  # pylint: disable=import-outside-toplevel
-  _write(tmp_path / "lottery", _imp(0.2, [0.61, 0.62]))
-  before = sorted(p.name for p in tmp_path.rglob("*"))
-
-  def read_only(src, dst):  # what a read-only workdir does to the atomic rename
-    raise PermissionError(errno.EACCES, "Permission denied")
-
-  monkeypatch.setattr(os, "replace", read_only)
-  with pytest.raises(StorageError, match=r"cannot write .*imp_report.txt: Permission denied "
-                                         r"\(.* GB free on .*\)"):
-    write_report(str(tmp_path))
-  assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no report, no temp file
