@@ -8,6 +8,11 @@ K >= 1 replicas trained together in step: each replica's in its own
 directory, stale resume points dropped only once every replica saved the new
 step, so a kill between two replicas' saves always leaves a step every
 replica holds.
+
+A write that fails (disk full, read-only) raises `StorageError`, one line; what
+orbax, tensorstore and asyncio report about the failure meanwhile (tracebacks
+from their threads) is held back from the terminal and written to
+`write_failures.ERROR_LOG` beside the checkpoints directory.
 """
 from __future__ import annotations
 
@@ -15,16 +20,18 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import threading
+import time
 from typing import Any, Iterable, Sequence
 
 import jax
 import orbax.checkpoint as ocp
 
-from lotto.core.errors import ConfigError, StorageError
+from lotto.core.errors import ConfigError
 from lotto.core.types import PyTree
 from lotto.runtime import files
 from lotto.runtime.devices import is_main_process, note
-from lotto.runtime.runs import free_space
+from lotto.runtime.write_failures import HeldLibraryOutput, WriteFailure, storage_error
 
 
 class Checkpointer:
@@ -38,9 +45,12 @@ class Checkpointer:
     self.directory = files.absolute(directory)
     self.keep = set(int(s) for s in keep)
     _remove_unfinished_saves(self.directory)
+    self._manager = self._open()
+
+  def _open(self) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
                                            enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(self.directory, options=options)
+    return ocp.CheckpointManager(self.directory, options=options)
 
   def steps(self) -> list[int]:
     """The steps that have a complete checkpoint, ascending."""
@@ -62,18 +72,50 @@ class Checkpointer:
     step = int(step)
     if step in self._manager.all_steps():
       return
-    try:
-      self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), payload=ocp.args.JsonSave(payload or {})))
-      self._manager.wait_until_finished()
-    except Exception as error:  # pylint: disable=broad-except  # orbax wraps OSError variously
-      _remove_unfinished_saves(self.directory, step)
-      raise StorageError(f"cannot write checkpoint {self.directory}/{step}: "
-                         f"{' '.join(str(error).split())[:200]} ({free_space(self.directory)}); "
-                         "free space and re-run the same command to resume from step "
-                         f"{self.latest_step()}") from None
+    started = time.monotonic()
+    threads_before = set(threading.enumerate())
+    with HeldLibraryOutput() as library:
+      try:
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), payload=ocp.args.JsonSave(payload or {})))
+        self._manager.wait_until_finished()
+        if is_main_process() and not files.is_dir(os.path.join(self.directory, str(step))):
+          # orbax logs a writer thread's failure and skips the step's finalization, without
+          # raising: the step is not there.
+          raise RuntimeError(f"orbax did not finish writing step {step}") from (
+              library.first_error())
+      except Exception as error:  # pylint: disable=broad-except  # orbax wraps OSError variously
+        # Kept as text: the error's frames hold orbax's failed asyncio tasks, which asyncio
+        # reports when they are collected (at exit, on the terminal, if still referenced).
+        failure = WriteFailure(error)
+      else:
+        failure = None
+      if failure is not None:
+        library.keep_as_text()
+        library.wait_for_threads(threads_before)
+        self._reopen()
+        library.wait_until_quiet()
+        _remove_unfinished_saves(self.directory, step, quiet=True)
+    if failure is None:
+      library.replay()
+    else:
+      raise storage_error(self.directory, step, self.latest_step(), failure, library,
+                          time.monotonic() - started)
     if drop_stale:
       self.drop_stale(step)
+
+  def _reopen(self) -> None:
+    """Replaces the manager after a failed write: the new one knows only the complete
+    steps on disk, and the old one's record of the failed write (asyncio tasks whose errors
+    asyncio reports when they are collected, at exit otherwise) can be collected now."""
+    with contextlib.suppress(Exception):
+      self._manager.close()
+    try:
+      self._manager = self._open()
+    except Exception:  # pylint: disable=broad-except  # keep the old one, told what is on disk
+      with contextlib.suppress(Exception):
+        self._manager.reload()
+
 
   def drop_stale(self, step: int) -> None:
     """Deletes the resume points before `step` (kept steps stay)."""
@@ -192,15 +234,16 @@ class ReplicaCheckpoints:
 
 _UNFINISHED = ".orbax-checkpoint-tmp"
 
-
-def _remove_unfinished_saves(directory: str, step: int | None = None) -> None:
+def _remove_unfinished_saves(directory: str, step: int | None = None,
+                             quiet: bool = False) -> None:
   """Deletes what an interrupted save left (orbax's temporary step directories);
-  process 0 only, like every write."""
+  process 0 only, like every write. `quiet`: no note (the caller reports the failure)."""
   if not is_main_process() or not files.is_dir(directory):
     return
   for name in files.listdir(directory):
     if _UNFINISHED in name and (step is None or name.split(".")[0] == str(step)):
-      note(f"removing an unfinished checkpoint write {os.path.join(directory, name)}")
+      if not quiet:
+        note(f"removing an unfinished checkpoint write {os.path.join(directory, name)}")
       with contextlib.suppress(OSError):
         files.rmtree(os.path.join(directory, name))
 

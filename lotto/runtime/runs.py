@@ -346,12 +346,15 @@ def recording_divergence(workdir: str, header: dict) -> Iterator[None]:
 
 
 def free_space(path: str) -> str:
-  """"12.3 GB free on <path>" for the nearest existing ancestor of `path` (local paths)."""
+  """"12.3 GB free on <path>" for the nearest existing ancestor of `path` (local paths);
+  below 1 GB in MB ("0.4 MB free on ..."), so a nearly full disk does not read "0.0 GB"."""
   if not files.is_local(path):
     return "free space unknown on a bucket"
   while path and not os.path.exists(path):
     path = os.path.dirname(path)
   try:
-    return f"{shutil.disk_usage(path or '/').free / 1e9:.1f} GB free on {path or '/'}"
+    free = shutil.disk_usage(path or '/').free
   except OSError:
     return "free space unknown"
+  amount = f"{free / 1e9:.1f} GB" if free >= 1e9 else f"{free / 1e6:.1f} MB"
+  return f"{amount} free on {path or '/'}"

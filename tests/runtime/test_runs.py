@@ -1,5 +1,7 @@
 """Run files: atomic JSON, the config check (legacy fields and renamed values), the rule
 that only process 0 writes or prints, and the train loops."""
+import collections
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -88,3 +90,11 @@ def test_fields_added_since_a_run_was_made_take_their_old_meaning():
   assert identity.config_hash(base) == identity.config_hash(
       {"seed": 0, "train": {"loop": "auto", "verbose": 0, "on_nan": "stop"}})
   assert identity.config_hash(base) != identity.config_hash({**base, "seed": 1})
+
+
+def test_free_space_reads_in_megabytes_below_one_gigabyte(tmp_path, monkeypatch):
+  usage = collections.namedtuple("usage", "total used free")
+  monkeypatch.setattr(runs.shutil, "disk_usage", lambda path: usage(10**10, 0, 420_000))
+  assert runs.free_space(str(tmp_path / "not" / "yet")) == f"0.4 MB free on {tmp_path}"
+  monkeypatch.setattr(runs.shutil, "disk_usage", lambda path: usage(10**10, 0, 2_345_000_000))
+  assert runs.free_space(str(tmp_path)) == f"2.3 GB free on {tmp_path}"

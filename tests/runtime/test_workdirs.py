@@ -84,10 +84,12 @@ def test_a_workdir_that_is_a_file_and_an_unusable_cache_are_one_line_errors(tmp_
 
 
 def test_a_disk_full_checkpoint_write_is_one_line_and_the_rerun_resumes(tiny_config, tmp_path,
-                                                                       monkeypatch):
+                                                                       monkeypatch, capfd):
+  # (tests/runtime/test_checkpoints.py fills a real disk inside orbax's writer threads.)
   import errno  # pylint: disable=import-outside-toplevel
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   straight = lotto.run_train(tiny_config, str(tmp_path / "straight"))
+  capfd.readouterr()
   real_save = ocp.CheckpointManager.save
 
   def full_disk_at_40(manager, step, *args, **kwargs):
@@ -103,6 +105,9 @@ def test_a_disk_full_checkpoint_write_is_one_line_and_the_rerun_resumes(tiny_con
   assert "\n" not in message and "No space left on device" in message
   assert f"cannot write checkpoint {tmp_path / 'run' / 'checkpoints'}/40" in message
   assert "GB free on" in message and "resume from step 20" in message
+  assert message.endswith(f"the full library traceback is in {tmp_path / 'run'}/"
+                          "checkpoint_errors.log")
+  assert capfd.readouterr() == ("", "")  # the error is the only line
   assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["20"]  # complete ones kept
   monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
   # Space freed: the same command resumes from step 20 and ends with the same numbers.
