@@ -1,4 +1,5 @@
-"""Datasets by name: MNIST-1D (the default), real MNIST digits shipped in a package, tfds.
+"""Datasets by name: MNIST-1D (the default), real MNIST digits shipped in a package, tfds,
+Shakespeare's works as characters (`shakespeare_char`, next-character labels [n, context]).
 
 Datasets here are small enough to hold in memory and on the accelerator, so
 whole blocks of training steps can run inside one compiled loop.
@@ -18,6 +19,7 @@ from lotto.core.registry import Registry
 from lotto.core.rng import purpose_key
 from lotto.data.mnist1d import load_mnist1d
 from lotto.data.mnist_5k import load_mnist_5k
+from lotto.data.shakespeare_char import VOCAB_SIZE, load_shakespeare_char
 from lotto.data.tfds import load_tfds
 
 
@@ -85,9 +87,16 @@ def _mnist_5k(name, data_dir, download, cache_dir) -> dict:
   return load_mnist_5k()
 
 
+def _shakespeare_char(name, data_dir, download, cache_dir) -> dict:
+  del name, data_dir, download, cache_dir
+  return load_shakespeare_char()
+
+
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 DATASETS.register("mnist1d", DatasetSpec(_mnist1d, 10, 1.0, (0.0,), (1.0,), False))
 DATASETS.register("mnist_5k", DatasetSpec(_mnist_5k, 10, 1 / 255, (0.1307,), (0.3081,), False))
+DATASETS.register("shakespeare_char", DatasetSpec(_shakespeare_char, VOCAB_SIZE, 1.0, (0.0,),
+                                                 (1.0,), False))
 DATASETS.register("mnist", DatasetSpec(_tfds, 10, 1 / 255, (0.1307,), (0.3081,), False))
 DATASETS.register("fashion_mnist", DatasetSpec(_tfds, 10, 1 / 255, (0.2860,), (0.3530,), False))
 DATASETS.register("cifar10", DatasetSpec(_tfds, 10, 1 / 255, (0.4914, 0.4822, 0.4465),
