@@ -19,7 +19,8 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist1d"
-  config.data.batch_size = 100
+  config.data.batch_size = 100       # the global batch (over all devices)
+  config.data.per_device_batch_size = 0  # or: per device (set batch_size=0); global = it x devices
   config.data.eval_batch_size = 1000
   config.data.validation_size = 500  # held out from train for early stopping
   config.data.augment = False        # CIFAR crop(4) + flip
@@ -57,6 +58,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.verbose = 1           # 0 quiet | 1 progress bar, a line per run | 2 a line per eval
   config.train.tensorboard = True    # TensorBoard event files in each run's directory
   config.train.on_nan = "stop"       # stop (exit 3, results.json says diverged) | continue
+  config.train.precision = "float32"  # float32 | bfloat16 (compute; params and state stay float32)
 
   config.masks = ml_collections.ConfigDict()
   config.masks.include = ""          # regex over key paths; "" = every kernel (ndim > 1)
@@ -82,7 +84,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.prune.ablation = "none"     # none | shuffle | shuffle_global | even | reinit | invert
   config.prune.at_step = "0it"       # score at step k of a dense run ("prune early")
   config.prune.samples_per_class = 10  # class-balanced batch for snip / grasp
-  config.prune.synflow_dtype = "float64"  # float64 | float32_rescaled | float32
+  config.prune.synflow_dtype = "auto"  # auto (float64; float32_rescaled on TPU) | float64 | float32_rescaled | float32
   config.prune.grasp_params = "weights"  # weights (g, Hg over prunable weights) | all
   config.prune.count_rule = "round"  # round (round(d n)) | synaptic_flow (n - int((1 - d) n))
   config.prune.synflow_abs_batch_stats = False  # SynFlow on |BN running stats| (Synaptic-Flow)

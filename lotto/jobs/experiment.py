@@ -23,11 +23,12 @@ from lotto.core.durations import parse_duration
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Prunable
-from lotto.jobs import modes, validators
+from lotto.jobs import backend, modes, validators
 from lotto.jobs.topology import TopologySettings, topology_settings
 from lotto.models import check_model, create_model, init_variables
 from lotto.runtime import devices, locks, runs
 from lotto.train import optim
+from lotto.train.precision import PRECISIONS
 from lotto.train.state import TrainState, create_train_state
 
 
@@ -45,6 +46,7 @@ def job(mode: str):
   def decorate(function):
     @functools.wraps(function)
     def run(config: ml_collections.ConfigDict, workdir: str, *args, **kwargs):
+      config = backend.resolve(config)
       run_config = canonical_config(config)
       finished = runs.finished_read_only(workdir, run_config, )
       if finished is not None:
@@ -83,6 +85,7 @@ class Experiment:
       elsewhere) and a line per run, 2 a line per evaluation.
     tensorboard: write TensorBoard event files in every run's directory.
     on_nan: "stop" (raise `Diverged` on a non-finite loss) or "continue".
+    precision: "float32" or "bfloat16" (`train.precision`, `lotto.train.precision`).
     seeds: a population's seeds (`jobs.replicas`); () for a single run.
     mode: the job (`config.mode`).
     topology: the start wiring (`config.topology`, parsed).
@@ -107,6 +110,7 @@ class Experiment:
   verbose: int
   tensorboard: bool
   on_nan: str
+  precision: str = "float32"
   seeds: tuple[int, ...] = ()
   mode: str = "train"
   topology: TopologySettings = TopologySettings()
@@ -183,6 +187,7 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   Raises:
     ConfigError: any invalid field (one line naming it and the valid values).
   """
+  config = backend.resolve(config)  # the machine-dependent fields (the global batch, ...)
   batch_size = validators.positive_int(config.data.batch_size, "data.batch_size")
   eval_batch_size = validators.positive_int(config.data.eval_batch_size, "data.eval_batch_size")
   validators.seed(config.seed, "seed")
@@ -199,6 +204,7 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   optim.check_schedule(config.schedule.name, config.optimizer.learning_rate,
                        config.schedule.warmup, config.schedule.drops)
   on_nan = validators.choice(config.train.on_nan, ON_NAN, "train.on_nan")
+  precision = validators.choice(config.train.precision, PRECISIONS, "train.precision")
   tensorboard = validators.boolean(config.train.tensorboard, "train.tensorboard")
   verbose = _verbosity(config.train.verbose)
   loop = validators.choice(config.train.loop, devices.TRAIN_LOOPS, "train.loop")
@@ -239,4 +245,4 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
       save_steps=frozenset(save_steps | {total}), prunable=prunable,
       mesh=devices.create_mesh(config.data_parallel, batch_size), loop=loop,
       params_shape=params_shape, verbose=verbose, tensorboard=tensorboard, on_nan=on_nan,
-      seeds=seeds, mode=config.mode, topology=topology)
+      precision=precision, seeds=seeds, mode=config.mode, topology=topology)

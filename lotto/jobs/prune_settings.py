@@ -11,9 +11,9 @@ from lotto import pruning
 from lotto.core import ablations, distributions, schedules, selection
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
-from lotto.core.scores import GRASP_PARAMS, SCORES, SYNFLOW_DTYPES
+from lotto.core.scores import GRASP_PARAMS, SCORES
 from lotto.core.structure import Structure, check_shapes, parse_structure
-from lotto.jobs import validators
+from lotto.jobs import backend, validators
 from lotto.jobs.experiment import Experiment
 
 
@@ -69,7 +69,7 @@ def prune_settings_from_config(config: ml_collections.ConfigDict,
       schedule=validators.choice(p.schedule, schedules.SCHEDULES, "prune.schedule"),
       ablation=ablations.ABLATIONS.get(p.ablation).name,
       at_step=at_step, samples_per_class=p.samples_per_class,
-      synflow_dtype=validators.choice(p.synflow_dtype, SYNFLOW_DTYPES, "prune.synflow_dtype"),
+      synflow_dtype=backend.synflow_dtype(p.synflow_dtype),
       grasp_params=validators.choice(p.grasp_params, GRASP_PARAMS, "prune.grasp_params"),
       count_rule=validators.choice(p.count_rule, pruning.COUNT_RULES, "prune.count_rule"),
       synflow_abs_batch_stats=validators.boolean(p.synflow_abs_batch_stats,

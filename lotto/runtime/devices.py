@@ -58,8 +58,12 @@ def create_mesh(mode: str, batch_size: int) -> Mesh | None:
   if mode == "off" or (mode == "auto" and len(devices) == 1):
     return None
   if batch_size % len(devices):
-    raise ConfigError(f"data.batch_size={batch_size} is not divisible by the {len(devices)} "
-                      "devices; change it or set data_parallel=off")
+    count = len(devices)
+    below, above = (batch_size // count) * count, (batch_size // count + 1) * count
+    nearest = f"{below} or {above}" if below else f"{above}"
+    raise ConfigError(f"data.batch_size={batch_size} is not divisible by the {count} devices; "
+                      f"the nearest valid sizes are {nearest} (or set "
+                      "data.per_device_batch_size with data.batch_size=0, or data_parallel=off)")
   return Mesh(devices, ("data",))
 
 

@@ -9,6 +9,8 @@ Every rule that decides whether a workdir holds *this* run lives here:
   the hash;
 - renamed values (`RENAMED`), compared in their new spelling and hashed in
   the old one, so a rename changes no run's identity;
+- neutral fields (`NEUTRAL_FIELDS`): fields added after hashes were published
+  that, at their neutral value, leave a run's hash as it was;
 - legacy fields (`LEGACY_FIELDS`): fields added after runs were made, with the
   value that reproduces what those runs did, so a workdir whose config.json
   lacks one resumes as if it held that value. These are history: they are
@@ -76,6 +78,17 @@ LEGACY_FIELDS: dict[tuple[str | None, str], Any] = {
     ("sparse", "update_every"): "100it",
     ("dsd", "final_lr_scale"): 0.1,
     ("dsd", "phases"): [],
+    ("train", "precision"): "float32",
+    ("data", "per_device_batch_size"): 0,
+}
+
+
+# Fields added after run hashes were first published (the main job's b5e43a2d2f7a), with
+# their neutral value: at that value a field leaves the hash as it was, so the runs of
+# every config that does not use it keep their names; any other value enters the hash.
+NEUTRAL_FIELDS: dict[tuple[str | None, str], Any] = {
+    ("train", "precision"): "float32",
+    ("data", "per_device_batch_size"): 0,
 }
 
 
@@ -114,5 +127,10 @@ def with_legacy(saved: dict, current: dict) -> dict:
 def config_hash(run_config: dict) -> str:
   """A short hash of the run's config as JSON data (ignoring cosmetic fields; renamed
   values in the spelling runs were first hashed with)."""
-  text = json.dumps(comparable(run_config, spelling="old"), sort_keys=True)
+  hashed = comparable(run_config, spelling="old")
+  for (section, key), neutral in NEUTRAL_FIELDS.items():
+    fields = hashed if section is None else hashed.get(section, {})
+    if isinstance(fields, dict) and key in fields and fields[key] == neutral:
+      del fields[key]
+  text = json.dumps(hashed, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:12]

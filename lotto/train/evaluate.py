@@ -11,22 +11,33 @@ import numpy as np
 from lotto.core import masks as masks_lib
 from lotto.core.types import ApplyFn
 from lotto.data.inputs import InputSpec
+from lotto.train import precision as precision_lib
 from lotto.train.step import cross_entropy, model_variables
 
 
-def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec, batched: bool = False):
+def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec, batched: bool = False,
+                 precision: str = "float32"):
   """Jitted evaluation over padded batches: returns summed loss and correct count.
 
   With `batched`, params, masks and batch_stats carry a leading axis of K
-  replicas (`vmap`ped) and the sums are [K] arrays.
+  replicas (`vmap`ped) and the sums are [K] arrays. The forward pass runs in
+  `precision`'s compute dtype, as training does; the sums are float32.
   """
+  dtype = precision_lib.compute_dtype(precision)
+  compute = None if dtype == jnp.float32 else dtype
 
   def evaluate(params, masks, batch_stats, x_batches, y_batches, weights):
-    variables = model_variables(masks_lib.apply(params, masks), batch_stats)
+    weights_now = masks_lib.apply(params, masks)
+    if compute is not None:
+      weights_now = precision_lib.cast_floats(weights_now, compute)
+    variables = model_variables(weights_now, batch_stats)
 
     def body(totals, batch):
       raw, labels, w = batch
-      logits = apply_fn(variables, inputs(raw, None), train=False)
+      x = inputs(raw, None)
+      logits = apply_fn(variables, x if compute is None else x.astype(compute), train=False)
+      if compute is not None:
+        logits = logits.astype(jnp.float32)
       loss = (cross_entropy(logits, labels) * w).sum()
       correct = ((logits.argmax(-1) == labels) * w).sum()
       return (totals[0] + loss, totals[1] + correct), None

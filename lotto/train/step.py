@@ -36,6 +36,7 @@ from lotto.core.types import ApplyFn, Masks, PyTree
 from lotto.data.inputs import InputSpec
 from lotto.dynamic.update import MaskUpdate, UpdateInputs, maybe_update_masks
 from lotto.runtime.devices import batch_sharding
+from lotto.train import precision as precision_lib
 from lotto.train.optim import Schedule
 from lotto.train.state import TrainState
 
@@ -67,7 +68,7 @@ def zero_masked_moments(tx: optax.GradientTransformation, opt_state: optax.OptSt
 
 def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, schedule: Schedule,
                     inputs: InputSpec, mask_update: MaskUpdate | None = None,
-                    mesh: Mesh | None = None) -> StepFn:
+                    mesh: Mesh | None = None, precision: str = "float32") -> StepFn:
   """Builds the (unjitted) masked train step.
 
   Args:
@@ -78,10 +79,16 @@ def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, schedul
     mask_update: a method that changes the masks during training (None:
       static masks).
     mesh: if given, the batch is sharded over its "data" axis.
+    precision: "float32" or "bfloat16" (`train.precision`: the forward and
+      backward pass on bfloat16 copies, everything stored in float32).
 
   Returns:
     step(state, raw_inputs, labels) -> (new_state, {"loss", "accuracy"}).
   """
+
+  # None: float32 throughout, traced exactly as before the policy existed (bit-identical).
+  dtype = precision_lib.compute_dtype(precision)
+  compute = None if dtype == jnp.float32 else dtype
 
   def step(state: TrainState, raw: jax.Array, labels: jax.Array) -> tuple[TrainState, Metrics]:
     if mesh is not None:
@@ -91,12 +98,19 @@ def make_train_step(apply_fn: ApplyFn, tx: optax.GradientTransformation, schedul
     x = inputs(raw, key)
 
     def loss_fn(weights):
+      if compute is not None:  # mixed precision: the float32 weights' gradient flows through
+        weights, inputs_x = precision_lib.cast_floats(weights, compute), x.astype(compute)
+      else:
+        inputs_x = x
       variables = model_variables(weights, state.batch_stats)
       if state.batch_stats:
-        logits, updated = apply_fn(variables, x, train=True, mutable=["batch_stats"])
+        logits, updated = apply_fn(variables, inputs_x, train=True, mutable=["batch_stats"])
         batch_stats = updated["batch_stats"]
       else:
-        logits, batch_stats = apply_fn(variables, x, train=True), state.batch_stats
+        logits, batch_stats = apply_fn(variables, inputs_x, train=True), state.batch_stats
+      if compute is not None:  # the loss in float32; BN statistics stored in float32
+        logits = logits.astype(jnp.float32)
+        batch_stats = precision_lib.like(batch_stats, state.batch_stats)
       return cross_entropy(logits, labels).mean(), (logits, batch_stats)
 
     # state.params is already params * masks (pruned entries exactly 0 in every state), so

@@ -63,6 +63,7 @@ class TrainSetup(Protocol):
   verbose: int          # 0 quiet, 1 progress bar / heartbeat, 2 a line per evaluation
   tensorboard: bool     # write TensorBoard event files in each run's directory
   on_nan: str           # "stop": raise Diverged on a non-finite loss | "continue"
+  precision: str        # float32 | bfloat16 (`train.precision`)
 
 
 class Trainer:
@@ -89,15 +90,19 @@ class Trainer:
       raise ConfigError("replicas trained in one program (config.seeds) run on one device; "
                         "set data_parallel=off")
     inputs = InputSpec.of(exp.dataset)
-    step_fn = make_train_step(exp.model.apply, exp.tx, exp.schedule, inputs, mesh=exp.mesh)
+    precision = exp.precision
+    step_fn = make_train_step(exp.model.apply, exp.tx, exp.schedule, inputs, mesh=exp.mesh,
+                              precision=precision)
     update_step_fn = None if mask_update is None else make_train_step(
-        exp.model.apply, exp.tx, exp.schedule, inputs, mask_update=mask_update, mesh=exp.mesh)
+        exp.model.apply, exp.tx, exp.schedule, inputs, mask_update=mask_update, mesh=exp.mesh,
+        precision=precision)
     # Blocks start at every mask-update step; only a block's first step carries the update.
     self._update_steps = tuple(mask_update.due_steps) if mask_update is not None else ()
     self.loop = exp.loop
     self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn,
                                    batched=self.batched)
-    self._evaluate = make_eval_fn(exp.model.apply, inputs, batched=self.batched)
+    self._evaluate = make_eval_fn(exp.model.apply, inputs, batched=self.batched,
+                                  precision=precision)
     self.splits = {
         "val": EvalSet.create(exp.dataset.x_val, exp.dataset.y_val, exp.eval_batch_size),
         "test": EvalSet.create(exp.dataset.x_test, exp.dataset.y_test, exp.eval_batch_size)}
