@@ -3,6 +3,10 @@
 `create_model(name, num_classes, init, **options)` returns a Flax Linen module
 whose `__call__(x, train)` returns logits. The output layer is always named
 `output`, so "exclude the output layer" is the regex `^output/`.
+
+`default_masks_include(name)` is the `masks.include` regex a model is pruned by when
+the config gives none: "" (every leaf with ndim > 1) for the MLPs and ConvNets, the
+attention and MLP kernels for the transformers ("gpt", "vit").
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from lotto.models.conv import ConvNet, LeNet5
 from lotto.models.layers import INIT_SCHEMES
 from lotto.models.mlp import MLP
 from lotto.models.resnet import ResNet
+from lotto.models.transformer import GPT, PRUNABLE_INCLUDE, ViT
 from lotto.models.vgg import VGG, VGG_LAYOUTS
 from lotto.core.registry import Registry
 from lotto.core.types import Params, PyTree
@@ -58,6 +63,39 @@ MODELS.register("resnet18", lambda num_classes, init: ResNet((64, 128, 256, 512)
                                                              num_classes, init_scheme=init))
 
 
+def _gpt(num_classes: int, init: str, layers: int = 2, heads: int = 4, width: int = 128,
+         context: int = 128) -> nn.Module:
+  return GPT(vocab=num_classes, layers=layers, heads=heads, width=width, context=context,
+             init_scheme=init)
+
+
+def _vit(num_classes: int, init: str, layers: int = 2, heads: int = 4, width: int = 64,
+         patch: int = 4) -> nn.Module:
+  return ViT(num_classes, patch=patch, layers=layers, heads=heads, width=width,
+             init_scheme=init)
+
+
+MODELS.register("gpt", _gpt)
+MODELS.register("vit", _vit)
+
+# Models whose default prunable leaves are not "every leaf with ndim > 1".
+_DEFAULT_MASKS_INCLUDE = {"gpt": PRUNABLE_INCLUDE, "vit": PRUNABLE_INCLUDE}
+
+
+def default_masks_include(name: str) -> str:
+  """The `masks.include` regex model `name` is pruned by when the config sets none.
+
+  "" (every leaf with ndim > 1: all Dense/Conv kernels) for every model but the
+  transformers, whose default is their attention and MLP kernels (embeddings, the
+  class token, LayerNorms and the `output` head stay dense).
+
+  Raises:
+    ConfigError: unknown model name.
+  """
+  MODELS.get(name)
+  return _DEFAULT_MASKS_INCLUDE.get(name, "")
+
+
 def check_model(name: str, init: str = "torch", **options: Any) -> None:
   """Checks a model's name, init scheme and options without building it.
 
@@ -80,7 +118,9 @@ def create_model(name: str, num_classes: int, init: str = "torch", **options: An
     name: a registered model name (see `MODELS.names()`).
     num_classes: size of the output layer.
     init: "torch" (open_lth), "kaiming" (zero biases, Synaptic-Flow) or "flax".
-    **options: model-specific options (only `widths` for "mlp").
+    **options: model-specific options: `widths` for "mlp"; `layers`, `heads`, `width`,
+      `context` for "gpt" (its vocabulary is `num_classes`); `layers`, `heads`,
+      `width`, `patch` for "vit".
 
   Raises:
     ConfigError: unknown name, init scheme, or option.

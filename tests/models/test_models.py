@@ -39,6 +39,13 @@ EXPECTED = {
     "resnet32": (CIFAR, 466_906, 464_432),
     "resnet56": (CIFAR, 855_770, 851_504),
     "resnet18": (CIFAR, 11_173_962, 11_164_352),
+    # Transformers at their defaults. GPT (vocab 10, width 128, context 128, 2 blocks):
+    # embeddings 10*128 + 128*128, per block 4 attention Dense (128*128 + 128), an MLP
+    # 128-512-128 and 2 LayerNorms, a final LayerNorm, the head 128*10 + 10. ViT (width
+    # 64, 2 blocks, 4x4 patches of 28x28x1: 49 + the class token): patch embedding
+    # 16*64 + 64, class token 64, positions 50*64, the blocks at width 64, the head.
+    "gpt": ((128,), 415_754, 412_160),
+    "vit": (MNIST, 105_098, 103_232),
 }
 
 

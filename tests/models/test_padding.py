@@ -89,7 +89,7 @@ def _convolutions(jaxpr):
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_strided_convolution_pads_as_pytorch(name):
-  shape = (28, 28, 1) if name == "lenet5" else (40,) if name == "mlp" else CIFAR
+  shape = {"lenet5": (28, 28, 1), "mlp": (40,), "gpt": (128,)}.get(name, CIFAR)
   model = create_model(name, 10)
   x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), x)
