@@ -8,12 +8,17 @@ Kernels (`KERNELS`; each `compress_*(weights, mask, structure)` and `*_matmul(la
   block   block masks: kept dense tiles, batched matmul, scatter-add
   nm      N:M masks: n values and indices per group of m inputs (gather)
   radix   RadiX-Nets: sums of cyclically shifted inputs, read off the mask
+`condensed` / `condensed_ops`: constant fan-in layers as per-unit indices and values, with a
+gather-only custom-VJP matmul for training.
 `graph_challenge`: the GraphChallenge sparse-DNN inference (Kepner et al. 2019) on RadiX-Net
 layers, with its dense reference and synthetic inputs.
 Imports only `lotto.core` (README.md, "Architecture"); `lotto.jobs.export` reads finished runs.
 """
 from lotto.sparse.bcoo import BcooLayer, bcoo_matmul, compress_bcoo
 from lotto.sparse.block_sparse import BlockLayer, block_matmul, compress_block, detect_block
+from lotto.sparse.condensed import (Condensed, condense, expand, fanout_slots, fanout_table,
+                                    max_fan_out)
+from lotto.sparse.condensed_ops import condensed_dense
 from lotto.sparse.dense import DenseLayer, compress_dense, dense_matmul
 from lotto.sparse.serialize import (COMPRESSED_FILE, load_compressed, read_header,
                                  save_compressed)
@@ -26,11 +31,12 @@ from lotto.sparse.radix import (RadixLayer, RadixStructure, compress_radix, dete
                                 radix_matmul)
 
 __all__ = [
-    "AUTO", "BcooLayer", "BlockLayer", "COMPRESSED_FILE", "CompressedMLP", "DenseLayer",
-    "GatherLayer", "KERNELS", "KERNEL_NAMES", "NmLayer", "RadixLayer", "RadixStructure",
-    "bcoo_matmul", "block_matmul", "choose_kernel", "compress_bcoo", "compress_block",
-    "compress_dense", "compress_gather", "compress_layer", "compress_mlp", "compress_nm",
-    "compress_radix", "dense_matmul", "detect_block", "detect_nm", "detect_radix",
-    "gather_matmul", "load_compressed", "matmul", "nm_matmul", "predict", "radix_matmul",
-    "read_header", "save_compressed",
+    "AUTO", "BcooLayer", "BlockLayer", "COMPRESSED_FILE", "CompressedMLP", "Condensed",
+    "DenseLayer", "GatherLayer", "KERNELS", "KERNEL_NAMES", "NmLayer", "RadixLayer",
+    "RadixStructure", "bcoo_matmul", "block_matmul", "choose_kernel", "compress_bcoo",
+    "compress_block", "compress_dense", "compress_gather", "compress_layer", "compress_mlp",
+    "compress_nm", "compress_radix", "condense", "condensed_dense", "dense_matmul",
+    "detect_block", "detect_nm", "detect_radix", "expand", "fanout_slots", "fanout_table",
+    "gather_matmul", "load_compressed", "matmul", "max_fan_out", "nm_matmul", "predict",
+    "radix_matmul", "read_header", "save_compressed",
 ]
