@@ -65,6 +65,10 @@ def rewind(state_k: TrainState, masks: Masks, tx: optax.GradientTransformation) 
   schedule and data order) stays at k; BN statistics and rng come from the
   saved state; a fresh (empty) mask-update state.
   """
+  # The masks join theta_k where it lives (a checkpoint restored onto a device mesh is
+  # committed there; masks computed on the host or one device would not combine with it).
+  masks = jax.tree.map(lambda m, p: jax.device_put(m, p.sharding) if isinstance(p, jax.Array)
+                       else m, masks, state_k.params)
   params = masks_lib.apply(state_k.params, masks)
   return TrainState(step=jnp.asarray(state_k.step, jnp.int32), params=params, masks=masks,
                     opt_state=tx.init(params), batch_stats=state_k.batch_stats,

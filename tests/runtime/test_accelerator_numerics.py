@@ -31,6 +31,7 @@ SCRIPT = textwrap.dedent("""
       config.data.batch_size = 0
       config.data.per_device_batch_size = 48 // count  # the same global batch, 48
       config.imp.levels = 2
+      config.imp.rewind = "10it"  # theta_k restored onto the mesh, masked by host-made masks
       config.prune.iterations = 5
       for key, value in extra.items():
         config.prune[key] = value
