@@ -38,8 +38,12 @@ def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec, batched: bool = False,
       logits = apply_fn(variables, x if compute is None else x.astype(compute), train=False)
       if compute is not None:
         logits = logits.astype(jnp.float32)
-      loss = (cross_entropy(logits, labels) * w).sum()
-      correct = ((logits.argmax(-1) == labels) * w).sum()
+      loss, hit = cross_entropy(logits, labels), logits.argmax(-1) == labels
+      if labels.ndim > 1:  # sequence labels [b, t]: each example's mean over its positions
+        loss = loss.reshape(labels.shape[0], -1).mean(-1)
+        hit = hit.reshape(labels.shape[0], -1).mean(-1)
+      loss = (loss * w).sum()
+      correct = (hit * w).sum()
       return (totals[0] + loss, totals[1] + correct), None
 
     (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, weights))
@@ -66,11 +70,13 @@ class EvalSet:
     pad = num_batches * batch_size - n
     xp = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if n else np.zeros(
         (batch_size, *x.shape[1:]), x.dtype)
-    yp = np.concatenate([y, np.zeros(pad, y.dtype)]) if n else np.zeros(batch_size, np.int32)
+    yp = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)]) if n else np.zeros(
+        (batch_size, *y.shape[1:]), np.int32)
     w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]) if n else np.zeros(
         batch_size, np.float32)
     shape = (num_batches, batch_size)
-    return cls(jnp.asarray(xp.reshape(*shape, *x.shape[1:])), jnp.asarray(yp.reshape(shape)),
+    return cls(jnp.asarray(xp.reshape(*shape, *x.shape[1:])),
+               jnp.asarray(yp.reshape(*shape, *y.shape[1:])),
                jnp.asarray(w.reshape(shape)), n)
 
 
