@@ -28,14 +28,18 @@ def effective_density(masks: Masks, prunable: Prunable) -> float | None:
   A weight is effectively pruned if its input neuron (channel) has no
   surviving incoming weight, or its output neuron no surviving outgoing one.
   Defined for plain chains of Dense/Conv layers (MLPs, LeNet-style, VGG):
-  layers are ordered by name (natural order, `output` last) and must chain
-  (each layer's input width equals the previous one's output width);
-  otherwise (e.g. ResNets' shortcuts) returns None.
+  layers are ordered by name (natural order, `output` last), are top-level
+  modules ("conv_0/kernel"), and must chain (each layer's input width equals
+  the previous one's output width); otherwise returns None: a layer nested
+  in a block belongs to a graph with shortcuts or attention (ResNets,
+  transformers), whose widths can chain by accident.
   """
   pairs = sorted(((n, np.asarray(m)) for n, m in
                   zip(masks_lib.leaf_names(masks), jax.tree.leaves(masks))
                   if n in set(masks_lib.layer_densities(masks, prunable))),
                  key=lambda t: _natural_key(t[0]))
+  if any(name.count("/") > 1 for name, _ in pairs):
+    return None
   # Reduce every kernel to a [fan_in_units, fan_out_units] connectivity matrix.
   conns = []
   for _, m in pairs:

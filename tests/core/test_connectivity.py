@@ -34,3 +34,15 @@ def test_effective_density_on_a_conv_chain_with_flatten():
   assert masks_lib.density(masks, prunable) == pytest.approx(alive / total)
   dead = 9 * 1 + 4 * 3  # conv_1 weights from dead input channel 1 to live output 1; dense rows
   assert connectivity.effective_density(masks, prunable) == pytest.approx((alive - dead) / total)
+
+
+def test_layers_nested_in_blocks_have_no_effective_density():
+  # A transformer block whose projections chain by width (8 -> 8 -> 8 -> 8): without the
+  # residual stream and attention the chain would be read as a plain MLP.
+  masks = {"block_0": {"attention": {n: {"kernel": jnp.ones((8, 8), bool)}
+                                     for n in ("query", "key", "value", "out")}}}
+  prunable = {"block_0": {"attention": {n: {"kernel": True} for n in masks["block_0"]
+                                        ["attention"]}}}
+  assert connectivity.effective_density(masks, prunable) is None
+  flat = {"hidden_0": {"kernel": jnp.ones((8, 8), bool)}, "output": {"kernel": jnp.ones((8, 2), bool)}}
+  assert connectivity.effective_density(flat, {k: {"kernel": True} for k in flat}) == 1.0
