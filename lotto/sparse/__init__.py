@@ -9,7 +9,7 @@ Kernels (`KERNELS`; each `compress_*(weights, mask, structure)` and `*_matmul(la
   nm      N:M masks: n values and indices per group of m inputs (gather)
   radix   RadiX-Nets: sums of cyclically shifted inputs, read off the mask
 `condensed` / `condensed_ops`: constant fan-in layers as per-unit indices and values, with a
-gather-only custom-VJP matmul for training.
+gather-only custom-VJP matmul for training; `condensed_train`: an MLP train step on them.
 `graph_challenge`: the GraphChallenge sparse-DNN inference (Kepner et al. 2019) on RadiX-Net
 layers, with its dense reference and synthetic inputs.
 Imports only `lotto.core` (README.md, "Architecture"); `lotto.jobs.export` reads finished runs.
