@@ -61,6 +61,12 @@ for _depth in (20, 32, 56):
   MODELS.register(f"resnet{_depth}", _cifar_resnet(_depth))
 MODELS.register("resnet18", lambda num_classes, init: ResNet((64, 128, 256, 512), 2,
                                                              num_classes, init_scheme=init))
+# The ImageNet layouts (torchvision's): the 7x7 stem with max pooling.
+MODELS.register("resnet18_imagenet", lambda num_classes, init: ResNet(
+    (64, 128, 256, 512), 2, num_classes, init_scheme=init, stem="imagenet"))
+MODELS.register("resnet50", lambda num_classes, init: ResNet(
+    (64, 128, 256, 512), (3, 4, 6, 3), num_classes, init_scheme=init, stem="imagenet",
+    bottleneck=True))
 
 
 def _gpt(num_classes: int, init: str, layers: int = 2, heads: int = 4, width: int = 128,

@@ -39,6 +39,10 @@ EXPECTED = {
     "resnet32": (CIFAR, 466_906, 464_432),
     "resnet56": (CIFAR, 855_770, 851_504),
     "resnet18": (CIFAR, 11_173_962, 11_164_352),
+    # torchvision's ImageNet ResNet-18 (11,689,512) and ResNet-50 (25,557,032) with their
+    # 1000-way head (512 * 1000 + 1000 and 2048 * 1000 + 1000) replaced by a 10-way one.
+    "resnet18_imagenet": ((64, 64, 3), 11_689_512 - 507_870, 11_172_032),
+    "resnet50": ((64, 64, 3), 25_557_032 - 2_028_510, 23_475_392),
     # Transformers at their defaults. GPT (vocab 10, width 128, context 128, 2 blocks):
     # embeddings 10*128 + 128*128, per block 4 attention Dense (128*128 + 128), an MLP
     # 128-512-128 and 2 LayerNorms, a final LayerNorm, the head 128*10 + 10. ViT (width
@@ -47,6 +51,19 @@ EXPECTED = {
     "gpt": ((128,), 415_754, 412_160),
     "vit": (MNIST, 105_098, 103_232),
 }
+
+
+@pytest.mark.parametrize("name, total", [("resnet18_imagenet", 11_689_512),
+                                         ("resnet50", 25_557_032)])
+def test_imagenet_resnets_have_torchvisions_parameter_counts(name, total):
+  model = create_model(name, 1000)
+  params, stats = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0),
+                                                        (224, 224, 3)))
+  assert sum(x.size for x in jax.tree.leaves(params)) == total
+  # BatchNorm running statistics are buffers in torchvision, batch_stats here: 2 per channel.
+  assert sum(x.size for x in jax.tree.leaves(stats)) == sum(
+      x.size for path, x in jax.tree_util.tree_flatten_with_path(params)[0]
+      if "bn" in masks_lib.key_path_name(path))
 
 
 def test_every_registered_model_has_expected_counts():

@@ -62,16 +62,18 @@ def test_resnet_strided_convolutions_equal_symmetric_padding():
     np.testing.assert_allclose(np.asarray(mine), np.asarray(reference), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, sizes", [("resnet20", (32, 16, 8)),
-                                         ("resnet18", (32, 16, 8, 4))])
-def test_resnet_stage_sizes_halve(name, sizes):
+@pytest.mark.parametrize("name, sizes, blocks", [
+    ("resnet20", (32, 16, 8), (3, 3, 3)), ("resnet18", (32, 16, 8, 4), (2, 2, 2, 2)),
+    # The ImageNet stem divides by 4 (7x7/2 convolution, 3x3/2 max pool).
+    ("resnet18_imagenet", (8, 4, 2, 1), (2, 2, 2, 2)), ("resnet50", (8, 4, 2, 1), (3, 4, 6, 3))])
+def test_resnet_stage_sizes_halve(name, sizes, blocks):
   model = create_model(name, 10)
   variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *CIFAR))))
   shapes = jax.eval_shape(lambda v: _intermediates(model, v, jnp.zeros((1, *CIFAR))), variables)
-  blocks = 3 if name == "resnet20" else 2
-  for stage, size in enumerate(sizes):
-    out = shapes[f"stage{stage}_block{blocks - 1}"]["__call__"][0]
+  for stage, (size, count) in enumerate(zip(sizes, blocks)):
+    out = shapes[f"stage{stage}_block{count - 1}"]["__call__"][0]
     assert out.shape[1:3] == (size, size)
+    assert f"stage{stage}_block{count}" not in shapes
   assert shapes["__call__"][0].shape == (1, 10)
 
 
@@ -102,4 +104,6 @@ def test_every_strided_convolution_pads_as_pytorch(name):
     kernel = eqn.invars[1].aval.shape[:2]  # HWIO
     assert tuple(map(tuple, eqn.params["padding"])) == tuple(((k - 1) // 2,) * 2 for k in kernel)
   # ResNet-20: 2 strided blocks (3x3 + 1x1 each); ResNet-18: 3; the others stride by pooling.
-  assert strided == {"resnet20": 4, "resnet32": 4, "resnet56": 4, "resnet18": 6}.get(name, 0)
+  # The ImageNet ResNets: the 7x7 stem and 3 strided blocks (ResNet-50 strides its 3x3).
+  assert strided == {"resnet20": 4, "resnet32": 4, "resnet56": 4, "resnet18": 6,
+                     "resnet18_imagenet": 7, "resnet50": 7}.get(name, 0)
