@@ -15,6 +15,9 @@ setup(
         "optax>=0.2.8",
         "orbax-checkpoint>=0.12.8",
         "tensorflow-datasets>=4.9.10",
+        # The stream input pipeline: grain reads blocks of examples in background
+        # threads from array_record files (lotto's own and tfds's) or host arrays.
+        "grain>=0.2.18",
         "absl-py>=2.5.1",
         "ml-collections>=1.1.0",
         "mnist1d>=0.0.2.post1",

@@ -3,7 +3,8 @@
 Anything a user can get wrong (a name, a number, a duration, a workdir that
 holds another run) raises `ConfigError` with a one-line message naming what is
 wrong and the valid choices; the CLI prints it and exits with code 2. A run
-whose loss stops being finite raises `Diverged` (exit code 3).
+whose loss stops being finite raises `Diverged` (exit code 3). A dataset file that cannot
+be read raises `DataError` (a `ConfigError`: exit code 2), naming the file.
 """
 
 
@@ -32,3 +33,13 @@ class Diverged(RuntimeError):
 class StorageError(ConfigError):
   """A file could not be written (disk full, read-only): one line naming the path and the
   free space, exit code 2 like other input errors, and nothing complete is lost."""
+
+
+class DataError(ConfigError):
+  """A dataset file is missing, truncated or unreadable (at the start or midway through a
+  streamed run): one line naming the file, exit code 2 like other input errors; checkpoints
+  already written stay, and a rerun resumes from the last one in the same data order."""
+
+  def __init__(self, path: str, problem: str, advice: str = ""):
+    self.path, self.problem, self.advice = path, problem, advice
+    super().__init__(f"dataset file {path} is {problem}" + (f"; {advice}" if advice else ""))

@@ -39,8 +39,9 @@ MASK_FILE = masks_lib.MASK_FILE
 
 def scoring_batch(exp: Experiment, per_class: int) -> tuple[jax.Array, jax.Array]:
   """A class-balanced, preprocessed batch from the training set."""
-  x, y = data_lib.balanced_batch(purpose_key(exp.seed, "prune_batch"), exp.dataset.x_train,
-                                 exp.dataset.y_train, exp.dataset.num_classes, per_class)
+  x, y = data_lib.balanced_sample(purpose_key(exp.seed, "prune_batch"),
+                                  exp.dataset.train_examples(), exp.dataset.num_classes,
+                                  per_class)
   inputs = data_lib.InputSpec.of(exp.dataset)
   return inputs(jnp.asarray(x), None), jnp.asarray(y)
 
