@@ -123,6 +123,10 @@ DATASETS.register("cifar10", DatasetSpec(_tfds, 10, 1 / 255, (0.4914, 0.4822, 0.
                                          (0.2470, 0.2435, 0.2616), True))
 DATASETS.register("cifar100", DatasetSpec(_tfds, 100, 1 / 255, (0.5071, 0.4865, 0.4409),
                                           (0.2673, 0.2564, 0.2762), True))
+# ImageNet's 1000 classes downsampled to 64x64 (Chrabaszcz et al. 2017): 1.28M training
+# images, 15.7 GB as uint8, so `auto` streams it; crop (pad 4) and flip as for CIFAR.
+DATASETS.register("imagenet_resized/64x64", DatasetSpec(
+    _tfds, 1000, 1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True))
 
 
 def load_dataset(name: str, validation_size: int = 0, data_dir: str | None = None,
