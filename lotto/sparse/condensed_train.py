@@ -2,7 +2,10 @@
 
 The trainable params are, per layer, {"values": V[out, k], "bias": b[out]};
 the integer structure, per layer, is {"indices": I[out, k], "fanout": P[in, F]}
-(`lotto.sparse.condensed`). The optimizer (any optax transformation, Adam
+(`lotto.sparse.condensed`), optionally with "active": a bool (out,) vector of
+the units not ablated (SRigL, `lotto.dynamic.srigl_ablation`): an ablated
+unit's values are multiplied by 0 in the forward, so their gradient and
+moments are 0 and they stay 0. The optimizer (any optax transformation, Adam
 included) runs on the params pytree, so its moments are condensed too: a
 moment exists for every kept weight and for nothing else. The numbers equal
 those of masked dense training (loss of x @ (W * M), gradients masked, as
@@ -69,11 +72,19 @@ def condense_mlp(kernels: Sequence, biases: Sequence, masks: Sequence,
   return params, structure
 
 
+def layer_values(layer: dict[str, jax.Array], wiring: dict[str, jax.Array]) -> jax.Array:
+  """The values a layer computes with: zero on ablated units (wiring["active"] False)."""
+  if "active" not in wiring:
+    return layer["values"]
+  return jnp.where(wiring["active"][:, None], layer["values"], 0)
+
+
 def mlp_logits(params: Layers, structure: Layers, x: jax.Array) -> jax.Array:
   """The MLP's logits for x of shape (batch, ...): condensed layers, ReLU between them."""
-  h = x.reshape((x.shape[0], -1))
+  h = jnp.asarray(x).reshape((x.shape[0], -1))
   for index, (layer, wiring) in enumerate(zip(params, structure)):
-    h = condensed_dense(h, wiring["indices"], layer["values"], wiring["fanout"]) + layer["bias"]
+    h = condensed_dense(h, wiring["indices"], layer_values(layer, wiring),
+                        wiring["fanout"]) + layer["bias"]
     if index < len(params) - 1:
       h = jax.nn.relu(h)
   return h
@@ -126,11 +137,11 @@ def dense_gradients(params: Layers, structure: Layers, x: jax.Array,
              for layer in params]
 
   def loss(offsets):
-    h, inputs = x.reshape((batch, -1)), []
+    h, inputs = jnp.asarray(x).reshape((batch, -1)), []
     for index, (layer, wiring, offset) in enumerate(zip(params, structure, offsets)):
       inputs.append(h)
-      h = (condensed_dense(h, wiring["indices"], layer["values"], wiring["fanout"]) +
-           layer["bias"] + offset)
+      h = (condensed_dense(h, wiring["indices"], layer_values(layer, wiring),
+                           wiring["fanout"]) + layer["bias"] + offset)
       if index < len(params) - 1:
         h = jax.nn.relu(h)
     return optax.softmax_cross_entropy_with_integer_labels(h, labels).mean(), inputs

@@ -125,3 +125,27 @@ def test_dense_gradients_are_the_masked_dense_kernel_gradients_everywhere():
     assert got.shape == mask.shape
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert np.abs(np.asarray(got)[~mask]).max() > 0  # pruned positions have a gradient
+
+
+def test_an_ablated_unit_stays_zero_and_outputs_its_bias():
+  kernels, biases, x, labels = _problem((32, 23, 13, 4), seed=3)
+  masks = [np.asarray(fanin_mask(jax.random.PRNGKey(i), w.shape, 3)) for i, w in
+           enumerate(kernels)]
+  params, structure = condense_mlp(kernels, biases, masks)
+  active = np.ones(23, bool)
+  active[[4, 17]] = False
+  params[0]["values"] = jnp.where(jnp.asarray(active)[:, None], params[0]["values"], 0)
+  structure[0]["active"] = jnp.asarray(active)
+  tx = optax.adam(LR)
+  state = init_state(params, tx)
+  step = jax.jit(make_train_step(tx))
+  for s in range(20):
+    state, _ = step(state, structure, x[s * 10:(s + 1) * 10], labels[s * 10:(s + 1) * 10])
+  np.testing.assert_array_equal(state.params[0]["values"][~active], 0)
+  assert np.abs(np.asarray(state.params[0]["values"][active])).min() > 0
+  np.testing.assert_array_equal(state.opt_state[0].mu[0]["values"][~active], 0)
+  # The masked dense model with those two columns pruned computes the same logits.
+  dense = [(w * m, b) for w, b, m in zip(kernels, biases, masks)]
+  pruned = [masks[0] & active[None, :]] + masks[1:]
+  np.testing.assert_allclose(mlp_logits(params, structure, x[:5]),
+                             _dense_logits(dense, pruned, x[:5]), atol=1e-5)
