@@ -2,7 +2,8 @@
 
 - The data-parallel mesh (`create_mesh`) and how arrays are placed on it:
   replicated state and data (`replicate`), sharded batch indices
-  (`shard_rows`).
+  (`shard_rows`) and streamed batches (`shard_local_rows`, from this process's
+  `local_columns`).
 - The train loops (`TRAIN_LOOPS`): "scan" compiles a block of steps as one
   `lax.scan` (the default on every backend: with `models.conv_grad` it is
   faster than dispatch on conv nets too), "step" dispatches one compiled step
@@ -96,6 +97,34 @@ def spans_processes(mesh: Mesh | None) -> bool:
   return mesh is not None and jax.process_count() > 1
 
 
+def local_columns(mesh: Mesh | None, batch_size: int) -> tuple[int, int]:
+  """The columns [start, stop) of every global batch that this process's devices own:
+  the whole batch unless the mesh spans several processes (each process's devices own
+  one contiguous range)."""
+  if not spans_processes(mesh):
+    return 0, batch_size
+  sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+  columns = sorted({(index[1].start or 0, index[1].stop or batch_size)
+                    for index in sharding.addressable_devices_indices_map(
+                        (1, batch_size)).values()})
+  return columns[0][0], columns[-1][1]
+
+
+def shard_local_rows(local: Any, mesh: Mesh | None, batch_size: int) -> jax.Array:
+  """A [steps, batch, ...] array (indices or examples) with its batch axis split over the
+  mesh, from this process's columns of it (`local_columns`; all of it in a single
+  process); with several processes `jax.make_array_from_process_local_data` assembles
+  the global batch from each process's columns."""
+  if mesh is None:
+    return jax.device_put(local, SingleDeviceSharding(jax.local_devices()[0]))
+  sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+  if not spans_processes(mesh):
+    return jax.device_put(local, sharding)
+  local = np.asarray(local)
+  return jax.make_array_from_process_local_data(
+      sharding, local, (local.shape[0], batch_size, *local.shape[2:]))
+
+
 def shard_rows(array: Any, mesh: Mesh | None) -> jax.Array:
   """A [steps, batch] index array with its batch axis split over the mesh.
 
@@ -103,16 +132,11 @@ def shard_rows(array: Any, mesh: Mesh | None) -> jax.Array:
   processes, each contributes only the columns its devices own and
   `jax.make_array_from_process_local_data` assembles the global batch.
   """
-  if mesh is None:
-    return jax.device_put(array, SingleDeviceSharding(jax.local_devices()[0]))
-  sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
   if not spans_processes(mesh):
-    return jax.device_put(array, sharding)
+    return shard_local_rows(array, mesh, np.shape(array)[1])
   array = np.asarray(array)
-  columns = sorted({(index[1].start or 0, index[1].stop or array.shape[1])
-                    for index in sharding.addressable_devices_indices_map(array.shape).values()})
-  start, stop = columns[0][0], columns[-1][1]  # this process's devices own one contiguous range
-  return jax.make_array_from_process_local_data(sharding, array[:, start:stop], array.shape)
+  start, stop = local_columns(mesh, array.shape[1])
+  return shard_local_rows(array[:, start:stop], mesh, array.shape[1])
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

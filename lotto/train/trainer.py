@@ -1,4 +1,5 @@
-"""The compiled train and eval functions of one setup, with its data on the device.
+"""The compiled train and eval functions of one setup, with its data on the device or
+streamed to it (the dataset's `pipeline`).
 
 `Trainer` is built once per setup (and reused across IMP levels, branches and
 seeds of the same shapes), so each compiled function is traced once. It trains
@@ -29,6 +30,7 @@ from lotto.dynamic.update import MaskUpdate
 from lotto.runtime import devices
 from lotto.train.block import make_train_block
 from lotto.train.evaluate import EvalSet, make_eval_fn
+from lotto.train.feed import StreamFeed
 from lotto.train.optim import Schedule
 from lotto.train.state import TrainState
 from lotto.train.step import make_train_step
@@ -64,6 +66,7 @@ class TrainSetup(Protocol):
   tensorboard: bool     # write TensorBoard event files in each run's directory
   on_nan: str           # "stop": raise Diverged on a non-finite loss | "continue"
   precision: str        # float32 | bfloat16 (`train.precision`)
+  resident_limit_mb: float  # `data.resident_limit_mb`: a 16th of it bounds a streamed chunk
 
 
 class Trainer:
@@ -79,6 +82,9 @@ class Trainer:
     batched: K > 1 (states carry a leading replica axis, the step is vmapped).
     loop: the resolved train loop ("scan" or "step").
     splits: the "val" and "test" evaluation sets on the device.
+    pipeline: "resident" (the training set on the device, batches gathered by
+      index) or "stream" (each block's examples read on the host, `train.feed`):
+      the dataset's resolved `pipeline`; both feed the steps the same batches.
   """
 
   def __init__(self, experiment: TrainSetup, mask_update: MaskUpdate | None = None,
@@ -99,15 +105,21 @@ class Trainer:
     # Blocks start at every mask-update step; only a block's first step carries the update.
     self._update_steps = tuple(mask_update.due_steps) if mask_update is not None else ()
     self.loop = exp.loop
-    self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn,
-                                   batched=self.batched)
+    self.pipeline = exp.dataset.pipeline
+    if self.pipeline == "stream":
+      self._feed = StreamFeed(exp, step_fn, update_step_fn, self.loop, len(self.seeds),
+                              exp.resident_limit_mb)
+    else:
+      self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn,
+                                     batched=self.batched)
     self._evaluate = make_eval_fn(exp.model.apply, inputs, batched=self.batched,
                                   precision=precision)
     self.splits = {
         "val": EvalSet.create(exp.dataset.x_val, exp.dataset.y_val, exp.eval_batch_size),
         "test": EvalSet.create(exp.dataset.x_test, exp.dataset.y_test, exp.eval_batch_size)}
-    self._x_train = devices.replicate(jnp.asarray(exp.dataset.x_train), exp.mesh)
-    self._y_train = devices.replicate(jnp.asarray(exp.dataset.y_train), exp.mesh)
+    if self.pipeline == "resident":
+      self._x_train = devices.replicate(jnp.asarray(exp.dataset.x_train), exp.mesh)
+      self._y_train = devices.replicate(jnp.asarray(exp.dataset.y_train), exp.mesh)
 
   def stack(self, states: Sequence[TrainState]) -> TrainState:
     """The replicas' states as the one state the compiled functions take (a single
@@ -146,6 +158,10 @@ class Trainer:
     cuts.append(start + num_steps)
     collected = []
     for begin, end in zip(cuts[:-1], cuts[1:]):  # a mask update only at a block's first step
+      if self.pipeline == "stream":
+        state, metrics = self._feed.run(state, seeds, begin, end)
+        collected.extend(metrics)
+        continue
       indices = devices.shard_rows(jnp.asarray(self.block_indices(seeds, begin, end - begin)),
                                    self.experiment.mesh)
       state, metrics = self._block(state, self._x_train, self._y_train, indices)
@@ -167,7 +183,7 @@ class Trainer:
     """The example indices of steps [start, start + num_steps) in each seed's order:
     [num_steps, batch] for one replica, [num_steps, K, batch] for K > 1."""
     exp = self.experiment
-    rows = [batch_indices(seed, len(exp.dataset.x_train), exp.batch_size, start, num_steps)
+    rows = [batch_indices(seed, exp.dataset.num_train, exp.batch_size, start, num_steps)
             for seed in seeds]
     return np.stack(rows, axis=1) if self.batched else rows[0]
 
