@@ -7,7 +7,9 @@ ticket and each branch. Stability (`reports.stability`): instability and
 ticket accuracy against the rewind step. Sparse training
 (`reports.sparse_train`, sparse_train runs and sparse_sweep cells): one run's
 mask updates and density / accuracy vs step, or accuracy by method and density
-(mean +- std over seeds) and each method's density schedule. Populations
+(mean +- std over seeds) and each method's density schedule. One-shot pruning
+(`reports.oneshot`): trained, pruned and fine-tuned accuracy by method, structure and
+density (mean +- std over calibration draws), and one run's layers. Populations
 (`reports.population`, `config.seeds`): each seed's accuracy and the mean +- std. Reports read only
 files, so they can be regenerated for any workdir at any time.
 
@@ -26,14 +28,15 @@ from lotto.reports import faults, imp, stability
 from lotto.reports.common import ReportFiles, load_results, with_note, with_seed
 from lotto.runtime import files
 from lotto.reports.imp import write_imp_report
+from lotto.reports.oneshot import write_oneshot_report
 from lotto.reports.population import write_population_report
 from lotto.reports.prune import load_prune_results, write_prune_report
 from lotto.reports.sparse_train import write_sparse_train_report
 from lotto.reports.stability import write_stability_report
 
-__all__ = ["load_prune_results", "load_results", "write_imp_report", "write_population_report",
-           "write_prune_report", "write_report", "write_sparse_train_report",
-           "write_stability_report"]
+__all__ = ["load_prune_results", "load_results", "write_imp_report", "write_oneshot_report",
+           "write_population_report", "write_prune_report", "write_report",
+           "write_sparse_train_report", "write_stability_report"]
 
 # Modes whose runs can be rebuilt from their units' files when their results.json is damaged.
 REBUILDERS = {"imp": imp.rebuild, "stability": stability.rebuild}
@@ -86,10 +89,13 @@ def write_report(workdir: str) -> str:
     parts.append(write_prune_report(workdir, [with_seed(r) for r in by_mode["prune"]], outputs))
   if by_mode.get("sparse_train"):
     parts.append(write_sparse_train_report(workdir, by_mode["sparse_train"], outputs))
+  if by_mode.get("oneshot"):
+    parts.append(write_oneshot_report(workdir, by_mode["oneshot"], outputs))
   parts += _divergence_lines(found, by_mode, workdir)
   if not parts and not damaged_lines:
     raise ConfigError(f"no results (results.json of a prune, prune_sweep, imp, stability, "
-                      f"sparse_train or sparse_sweep run, or a population) under {workdir}")
+                      f"sparse_train, sparse_sweep or oneshot run, or a population) under "
+                      f"{workdir}")
   return with_note("\n\n".join(parts + (["\n".join(damaged_lines)] if damaged_lines else [])),
                    outputs)
 
