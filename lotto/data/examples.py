@@ -6,8 +6,8 @@ example):
 
 - `ArrayExamples`: arrays in host memory (MNIST-1D and mnist_5k are generated or
   shipped in a package, so they are in memory whatever the pipeline);
-- `RecordExamples`: lotto's own array_record files (`write_examples`), read through
-  grain's `ArrayRecordDataSource`: one record per example, its int32 label(s)
+- `RecordExamples`: lotto's own array_record files (`write_examples`), read with
+  array_record's reader: one record per example, its int32 label(s)
   (little-endian) followed by the example's raw bytes, and an `examples.json` that
   records the shapes, dtype and every file's record count and size;
 - `TfdsExamples` (`lotto.data.tfds`): a prepared tfds dataset's split
@@ -25,9 +25,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
+from array_record.python import array_record_module
 
 from lotto.core.errors import DataError
 
@@ -135,7 +137,6 @@ def locate(files: Sequence[RecordFile], index: int) -> RecordFile:
 def damaged_file(files: Sequence[RecordFile]) -> tuple[str, str] | None:
   """(path, what is wrong) of the first file that is missing, shorter than recorded or
   whose index cannot be read; None when all look intact."""
-  from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
   for file in files:
     if not os.path.exists(file.path):
       return file.path, "missing"
@@ -178,10 +179,16 @@ def _damage(files: Sequence[RecordFile], what: str, keys: Sequence[int],
 
 
 class RecordExamples:
-  """lotto's array_record files of one example set (`write_examples`), read with grain."""
+  """lotto's array_record files of one example set (`write_examples`).
+
+  Each file has one thread-safe `ArrayRecordReader` (opened at the first read, as
+  grain's `ArrayRecordDataSource` does); a read splits its indices over the files
+  with numpy and reads each file's records in one call. (grain's data source splits
+  them in Python per record and starts a thread pool per call: 26 ms against 19 ms
+  for 6,000 MNIST-sized records over 4 files on 2 cores.)
+  """
 
   def __init__(self, directory: str):
-    import grain  # pylint: disable=import-outside-toplevel
     index_path = os.path.join(directory, INDEX_FILE)
     try:
       with open(index_path, encoding="utf-8") as handle:
@@ -202,21 +209,39 @@ class RecordExamples:
     if found is not None:
       raise DataError(*found, "rewrite the examples")
     self.record_bytes = example_bytes(self)  # label and example
-    # "path[start:stop]" names each file's records without opening it again.
-    self.source = grain.sources.ArrayRecordDataSource(
-        [f"{f.path}[0:{f.records}]" for f in self.files])
+    self._starts = np.cumsum([0] + [f.records for f in self.files])
+    self._readers: list = [None] * len(self.files)
+    self._lock = threading.Lock()
 
   def __len__(self) -> int:
-    return sum(f.records for f in self.files)
+    return int(self._starts[-1])
+
+  def _reader(self, number: int):
+    with self._lock:
+      if self._readers[number] is None:
+        self._readers[number] = array_record_module.ArrayRecordReader(
+            self.files[number].path, "readahead_buffer_size:0")
+      return self._readers[number]
+
+  def _records(self, keys: np.ndarray) -> list[bytes]:
+    files = np.searchsorted(self._starts, keys, side="right") - 1
+    records: list[bytes] = [b""] * len(keys)
+    for number in np.unique(files):
+      where = np.flatnonzero(files == number)
+      positions = (keys[where] - self._starts[number]).tolist()
+      for slot, record in zip(where.tolist(), self._reader(int(number)).read(positions)):
+        records[slot] = record
+    return records
 
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The examples and labels at `indices`, decoded from their records."""
-    keys = [int(i) for i in np.asarray(indices).reshape(-1)]
-    records = read_guarded(self.files, "", keys, self.source.__getitems__)
-    bad = [k for k, r in zip(keys, records) if len(r) != self.record_bytes]
-    if bad:  # a file cut short after it was opened reads as empty records
-      raise _damage(self.files, "", bad, f"truncated (record {bad[0]} has "
-                    f"{len(records[keys.index(bad[0])])} of {self.record_bytes} bytes)")
+    keys = np.asarray(indices, np.int64).reshape(-1)
+    records = read_guarded(self.files, "", keys, self._records)
+    lengths = np.fromiter(map(len, records), np.int64, len(records))
+    if np.any(lengths != self.record_bytes):  # a file cut short after it was opened
+      first = int(np.flatnonzero(lengths != self.record_bytes)[0])  # reads as empty records
+      raise _damage(self.files, "", keys[first:], f"truncated (record {keys[first]} has "
+                    f"{lengths[first]} of {self.record_bytes} bytes)")
     raw = np.frombuffer(b"".join(records), np.uint8).reshape(len(keys), self.record_bytes)
     cut = label_bytes(self)
     labels = np.ascontiguousarray(raw[:, :cut]).view("<i4").astype(np.int32)
@@ -241,7 +266,6 @@ def write_examples(directory: str, x: np.ndarray, y: np.ndarray, num_files: int 
     num_files: how many files the examples are split over (contiguous runs).
     chunk: examples converted to records at a time (bounds the memory used).
   """
-  from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
   os.makedirs(directory, exist_ok=True)
   n = len(x)
   bounds = np.linspace(0, n, num_files + 1).astype(int)

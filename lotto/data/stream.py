@@ -111,7 +111,8 @@ class StepStream:
   def __init__(self, examples: Examples, batch_size: int, group_steps: int,
                replica_axis: bool = False, columns: tuple[int, int] | None = None,
                end_step: int = 0):
-    """
+    """A stream that reads nothing until its first take.
+
     Args:
       examples: the training examples (`lotto.data.examples`).
       batch_size: the global batch (the order's unit).
@@ -129,10 +130,6 @@ class StepStream:
     self._group: tuple[np.ndarray, np.ndarray] | None = None
     self._offset = 0
     self._finalizer = None
-
-  def step_bytes(self, replicas: int = 1) -> int:
-    """Host bytes of one step's examples and labels (this process's columns)."""
-    return replicas * (self.columns[1] - self.columns[0]) * example_bytes(self.examples)
 
   def _restart(self, seeds: tuple[int, ...], start: int, num_steps: int) -> None:
     import grain  # pylint: disable=import-outside-toplevel

@@ -37,7 +37,8 @@ class StreamFeed:
 
   def __init__(self, setup, step_fn: StepFn, first_step_fn: StepFn | None, loop: str,
                replicas: int, limit_mb: float):
-    """
+    """Compiles nothing yet; the reader starts at the first `run`.
+
     Args:
       setup: the trainer's `TrainSetup` (dataset, batch_size, mesh, eval_every,
         total_steps).
