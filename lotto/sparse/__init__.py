@@ -18,7 +18,7 @@ from lotto.sparse.bcoo import BcooLayer, bcoo_matmul, compress_bcoo
 from lotto.sparse.block_sparse import BlockLayer, block_matmul, compress_block, detect_block
 from lotto.sparse.condensed import (Condensed, condense, expand, fanout_slots, fanout_table,
                                     max_fan_out)
-from lotto.sparse.condensed_ops import condensed_dense
+from lotto.sparse.condensed_ops import condensed_dense, condensed_dense_t
 from lotto.sparse.dense import DenseLayer, compress_dense, dense_matmul
 from lotto.sparse.serialize import (COMPRESSED_FILE, load_compressed, read_header,
                                  save_compressed)
@@ -35,7 +35,7 @@ __all__ = [
     "DenseLayer", "GatherLayer", "KERNELS", "KERNEL_NAMES", "NmLayer", "RadixLayer",
     "RadixStructure", "bcoo_matmul", "block_matmul", "choose_kernel", "compress_bcoo",
     "compress_block", "compress_dense", "compress_gather", "compress_layer", "compress_mlp",
-    "compress_nm", "compress_radix", "condense", "condensed_dense", "dense_matmul",
+    "compress_nm", "compress_radix", "condense", "condensed_dense", "condensed_dense_t", "dense_matmul",
     "detect_block", "detect_nm", "detect_radix", "expand", "fanout_slots", "fanout_table",
     "gather_matmul", "load_compressed", "matmul", "max_fan_out", "nm_matmul", "predict",
     "radix_matmul", "read_header", "save_compressed",

@@ -7,19 +7,21 @@ For x[b, in], indices I[out, k], values V[out, k] (`lotto.sparse.condensed`):
   input grad    dx[b, i] = sum over fan-out slots s of i of V.flat[s] * dy[b, s // k]
 
 The input gradient reads the fan-out table (`condensed.fanout_table`): one
-gather per slot instead of a scatter-add, which is slow on CPU (Nikdan et
-al., ICML 2023, "SparseProp", make the same choice for their CPU kernels);
-padding slots read a zero row of dy and a zero value.
+gather per slot instead of a scatter-add, which is slow on CPU; padding
+slots read a zero row of dy and a zero value.
 
-Formulation (measured on 2 CPU cores for 784-4096-4096-10 at 1 % density,
-batch 32-256, BUILD_NOTES.md): activations are turned feature-major (x^T,
-[in, b]) so that every gather copies whole contiguous rows of b numbers,
-and a `fori_loop` runs over the k slots (forward, weight gradient) or the F
-fan-out slots (input gradient), accumulating an [out, b] or [in, b] array.
-Gathering all k slots at once ([out, k, b], then a contraction) moves k
-times more memory through the cache and ran 5-40x slower; gathering columns
-of x[b, in] instead of rows of x^T ran 4-10x slower. The results equal the
-masked dense product up to float32 summation order.
+Formulation (measured on 2 shared CPU cores for 784-4096-4096-10 at 1 %
+density, batch 32-256; `experiments/benchmarks/condensed_kernels.py`):
+activations are feature-major (x^T, [in, b]) so that every gather copies
+whole contiguous rows of b numbers, and a `fori_loop` (unrolled by
+`UNROLL`) runs over the k slots (forward, weight gradient) or the F fan-out
+slots (input gradient), accumulating an [out, b] or [in, b] array.
+Gathering all k slots at once ([out, k, b] or [b, out, k], then one
+contraction) moves k times more memory through the cache and ran 4-45x
+slower; a scatter-add input gradient 19-120x slower. The results equal the
+masked dense product up to float32 summation order (Lasby et al., ICLR
+2024, and SparseProp, Nikdan et al., ICML 2023, are the published CPU
+kernels for such layers).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import jax.numpy as jnp
 
 # Loop iterations per trip of the slot loops: fewer trips cost less loop overhead at small
 # batches, more code costs compile time (BUILD_NOTES.md has the measurements).
-UNROLL = 4
+UNROLL = 2
 
 
 def _forward_t(xt: jax.Array, indices: jax.Array, values: jax.Array) -> jax.Array:
@@ -75,12 +77,50 @@ def _input_grad_t(dyt: jax.Array, values: jax.Array, fanout: jax.Array) -> jax.A
 
 
 @jax.custom_vjp
+def condensed_dense_t(xt: jax.Array, indices: jax.Array, values: jax.Array,
+                      fanout: jax.Array) -> jax.Array:
+  """The condensed product in feature-major layout: y^T (out, batch) from x^T (in, batch).
+
+  Networks keep their activations feature-major between condensed layers
+  (`condensed_train`): the gathers then read whole rows, and no transpose
+  sits between layers. XLA fuses a transpose into each loop iteration that
+  reads it instead of transposing once, which cost 2-4x on the weight
+  gradient; this layout has no transposes to fuse.
+
+  Args:
+    xt: (in, batch) inputs.
+    indices: (out, k) int32 input of every slot.
+    values: (out, k) weights.
+    fanout: (in, F) int32 fan-out table of `indices` (`condensed.fanout_table`).
+
+  Returns:
+    (out, batch) outputs y^T[o, b] = sum_j values[o, j] * x^T[indices[o, j], b].
+  """
+  del fanout
+  return _forward_t(jnp.asarray(xt), jnp.asarray(indices), jnp.asarray(values))
+
+
+def _condensed_dense_t_fwd(xt, indices, values, fanout):
+  return condensed_dense_t(xt, indices, values, fanout), (xt, indices, values, fanout)
+
+
+def _condensed_dense_t_bwd(residuals, dyt):
+  xt, indices, values, fanout = residuals
+  dxt = _input_grad_t(dyt, values, fanout).astype(xt.dtype)
+  dvalues = _weight_grad_t(xt, indices, dyt).astype(values.dtype)
+  return dxt, None, dvalues, None
+
+
+condensed_dense_t.defvjp(_condensed_dense_t_fwd, _condensed_dense_t_bwd)
+
+
 def condensed_dense(x: jax.Array, indices: jax.Array, values: jax.Array,
                     fanout: jax.Array) -> jax.Array:
   """x @ W for the constant fan-in kernel W held as (indices, values).
 
   Differentiable in x and values (by gathers: module docstring); indices and
-  fanout are integer structure (no gradient).
+  fanout are integer structure (no gradient). Batch-major around
+  `condensed_dense_t`; in a network, prefer keeping activations feature-major.
 
   Args:
     x: (batch, in) inputs.
@@ -91,20 +131,4 @@ def condensed_dense(x: jax.Array, indices: jax.Array, values: jax.Array,
   Returns:
     (batch, out) outputs y[b, o] = sum_j values[o, j] * x[b, indices[o, j]].
   """
-  del fanout
-  return _forward_t(jnp.asarray(x).T, jnp.asarray(indices), jnp.asarray(values)).T
-
-
-def _condensed_dense_fwd(x, indices, values, fanout):
-  return condensed_dense(x, indices, values, fanout), (x, indices, values, fanout)
-
-
-def _condensed_dense_bwd(residuals, dy):
-  x, indices, values, fanout = residuals
-  xt, dyt = x.T, dy.T
-  dx = _input_grad_t(dyt, values, fanout).T.astype(x.dtype)
-  dvalues = _weight_grad_t(xt, indices, dyt).astype(values.dtype)
-  return dx, None, dvalues, None
-
-
-condensed_dense.defvjp(_condensed_dense_fwd, _condensed_dense_bwd)
+  return condensed_dense_t(jnp.asarray(x).T, indices, values, fanout).T

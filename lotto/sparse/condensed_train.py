@@ -29,7 +29,7 @@ import optax
 
 from lotto.core.types import PyTree
 from lotto.sparse.condensed import condense, fanout_table
-from lotto.sparse.condensed_ops import condensed_dense
+from lotto.sparse.condensed_ops import condensed_dense_t
 
 Layers = list[dict[str, jax.Array]]
 
@@ -80,14 +80,18 @@ def layer_values(layer: dict[str, jax.Array], wiring: dict[str, jax.Array]) -> j
 
 
 def mlp_logits(params: Layers, structure: Layers, x: jax.Array) -> jax.Array:
-  """The MLP's logits for x of shape (batch, ...): condensed layers, ReLU between them."""
-  h = jnp.asarray(x).reshape((x.shape[0], -1))
+  """The MLP's logits for x of shape (batch, ...): condensed layers, ReLU between them.
+
+  Activations are feature-major ((features, batch)) between the layers
+  (`condensed_ops.condensed_dense_t`); only the input and the logits are transposed.
+  """
+  h = jnp.asarray(x).reshape((x.shape[0], -1)).T
   for index, (layer, wiring) in enumerate(zip(params, structure)):
-    h = condensed_dense(h, wiring["indices"], layer_values(layer, wiring),
-                        wiring["fanout"]) + layer["bias"]
+    h = condensed_dense_t(h, wiring["indices"], layer_values(layer, wiring),
+                          wiring["fanout"]) + layer["bias"][:, None]
     if index < len(params) - 1:
       h = jax.nn.relu(h)
-  return h
+  return h.T
 
 
 def mlp_loss(params: Layers, structure: Layers, x: jax.Array, labels: jax.Array) -> jax.Array:
@@ -133,18 +137,18 @@ def dense_gradients(params: Layers, structure: Layers, x: jax.Array,
   obtained as the gradient of a zero offset added there.
   """
   batch = x.shape[0]
-  offsets = [jnp.zeros((batch, layer["bias"].shape[0]), layer["bias"].dtype)
+  offsets = [jnp.zeros((layer["bias"].shape[0], batch), layer["bias"].dtype)
              for layer in params]
 
   def loss(offsets):
-    h, inputs = jnp.asarray(x).reshape((batch, -1)), []
+    h, inputs = jnp.asarray(x).reshape((batch, -1)).T, []
     for index, (layer, wiring, offset) in enumerate(zip(params, structure, offsets)):
       inputs.append(h)
-      h = (condensed_dense(h, wiring["indices"], layer_values(layer, wiring),
-                           wiring["fanout"]) + layer["bias"] + offset)
+      h = (condensed_dense_t(h, wiring["indices"], layer_values(layer, wiring),
+                             wiring["fanout"]) + layer["bias"][:, None] + offset)
       if index < len(params) - 1:
         h = jax.nn.relu(h)
-    return optax.softmax_cross_entropy_with_integer_labels(h, labels).mean(), inputs
+    return optax.softmax_cross_entropy_with_integer_labels(h.T, labels).mean(), inputs
 
   dys, inputs = jax.grad(loss, has_aux=True)(offsets)
-  return [h.T @ dy for h, dy in zip(inputs, dys)]
+  return [ht @ dyt.T for ht, dyt in zip(inputs, dys)]
