@@ -17,8 +17,8 @@ whole contiguous rows of b numbers, and a `fori_loop` (unrolled by
 `UNROLL`) runs over the k slots (forward, weight gradient) or the F fan-out
 slots (input gradient), accumulating an [out, b] or [in, b] array.
 Gathering all k slots at once ([out, k, b] or [b, out, k], then one
-contraction) moves k times more memory through the cache and ran 4-45x
-slower; a scatter-add input gradient 19-120x slower. The results equal the
+contraction) moves k times more memory through the cache and ran 2.6-44x
+slower; a scatter-add input gradient 10-270x slower. The results equal the
 masked dense product up to float32 summation order (Lasby et al., ICLR
 2024, and SparseProp, Nikdan et al., ICML 2023, are the published CPU
 kernels for such layers).
