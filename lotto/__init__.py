@@ -9,7 +9,7 @@ exactly as the `lotto` command runs them:
     print(lotto.write_report("/tmp/imp"))
 
 `run_train`, `run_prune`, `run_sweep`, `run_imp`, `run_stability`,
-`run_sparse_train`, `run_sparse_sweep`, `run_job` (by `config.mode`),
+`run_sparse_train`, `run_sparse_sweep`, `run_oneshot`, `run_job` (by `config.mode`),
 `write_report`. They are imported on first use, so
 `import lotto` itself loads no JAX.
 """
@@ -30,6 +30,7 @@ _ENTRY_POINTS = {
     "run_stability": ("lotto.jobs.stability", "run_stability"),
     "run_sparse_train": ("lotto.jobs.sparse_train", "run_sparse_train"),
     "run_sparse_sweep": ("lotto.jobs.sparse_sweep", "run_sparse_sweep"),
+    "run_oneshot": ("lotto.jobs.oneshot", "run_oneshot"),
     "write_report": ("lotto.reports", "write_report"),
 }
 

@@ -5,7 +5,8 @@ import sys
 import pytest
 
 import lotto
-from lotto.jobs import imp, masked_train, prune, prune_sweep, sparse_sweep, sparse_train, stability
+from lotto.jobs import (imp, masked_train, oneshot, prune, prune_sweep, sparse_sweep, sparse_train,
+                        stability)
 from lotto.reports import write_report
 from tests.conftest import REPO
 
@@ -18,6 +19,7 @@ def test_entry_points_are_the_jobs_functions():
   assert lotto.run_stability is stability.run_stability
   assert lotto.run_sparse_train is sparse_train.run_sparse_train
   assert lotto.run_sparse_sweep is sparse_sweep.run_sparse_sweep
+  assert lotto.run_oneshot is oneshot.run_oneshot
   assert lotto.write_report is write_report
   config = lotto.load_config(str(REPO / "configs" / "test.py"))
   assert config.model.widths == (32, 32) and lotto.get_base_config().mode == "train"

@@ -29,6 +29,9 @@ OVERRIDES = (
     ("--config.mode=prune --config.prune.method=snip --config.prune.density=0.05", "SNIP to 5 %"),
     ("--config.mode=sparse_train --config.sparse.method=rigl --config.sparse.density=0.05",
      "RigL at 5 % density (sparse.method: {sparse_methods})"),
+    ("--config.mode=oneshot --config.oneshot.from_workdir=DIR",
+     "SparseGPT to 50 % of a finished train run in DIR (oneshot.method: magnitude, wanda, "
+     "sparsegpt; oneshot.structure=2:4)"),
     ("--config.seed=1", "another seed (init, data order, random masks)"),
     ("--config.seeds='(0,1,2,3)'", "four seeds in one compiled program (a population)"),
     ("--config.imp.levels=15 --config.imp.rewind=0it", "15 IMP levels, rewinding to init"),

@@ -11,7 +11,7 @@ import ml_collections
 def get_base_config() -> ml_collections.ConfigDict:
   """Defaults: the MNIST-1D MLP trained with Adam for 1500 iterations."""
   config = ml_collections.ConfigDict()
-  config.mode = "train"            # train | prune | prune_sweep | imp | stability | sparse_train | sparse_sweep
+  config.mode = "train"            # train | prune | prune_sweep | imp | stability | sparse_train | sparse_sweep | oneshot
   config.seed = 0
   config.seeds = ()                # a population: (0, 1, 2, 3) runs these seeds in one program
   config.data_parallel = "auto"    # auto (all devices if > 1) | on | off
@@ -27,6 +27,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.data_dir = ""          # tfds data_dir ("" = tfds default)
   config.data.download = False       # let tfds download (needs network)
   config.data.cache_dir = ""         # MNIST-1D cache ("" = ~/.cache/lotto)
+  config.data.pipeline = "auto"      # auto (resident if it fits under resident_limit_mb) | resident | stream
+  config.data.resident_limit_mb = 2048.0  # largest training set kept on the device (MB)
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "mlp"
@@ -139,4 +141,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.sweep.at_steps = ("0it",)   # prune at init and/or later ("100it", "1ep")
   config.sweep.seeds = (0,)
   config.sweep.cells_per_program = 1  # > 1: up to this many equal-shape cells in one program
+
+  config.oneshot = ml_collections.ConfigDict()  # mode = "oneshot" (prune a finished train run)
+  config.oneshot.from_workdir = ""   # the finished train run (same model and data sections)
+  config.oneshot.method = "sparsegpt"  # magnitude | wanda | sparsegpt
+  config.oneshot.density = 0.5       # fraction kept in every prunable layer (n/m for n:m)
+  config.oneshot.structure = "unstructured"  # unstructured | n:m (e.g. "2:4", "4:8")
+  config.oneshot.calibration_examples = 128  # training examples per calibration draw
+  config.oneshot.calibration_seed = 0  # which examples are drawn
+  config.oneshot.calibration_seeds = ()  # a population over draws, e.g. (0, 1, 2, 3, 4)
+  config.oneshot.damp = 0.01         # sparsegpt: lambda = damp * mean(diag H)
+  config.oneshot.block = 128         # sparsegpt: inputs per block of lazy updates
+  config.oneshot.per_output = False  # magnitude: compare |W| within each output unit
+  config.oneshot.finetune = ""       # masked training after pruning: "" / "0it" = none, "200it"
   return config

@@ -64,6 +64,8 @@ _register(Mode("sparse_train", "lotto.jobs.sparse_train", "run_sparse_train",
 _register(Mode("sparse_sweep", "lotto.jobs.sparse_sweep", "run_sparse_sweep",
                "sparse_train methods x densities x seeds, resumable by cell",
                sweep=("sparse_cells", "run_cell")))
+_register(Mode("oneshot", "lotto.jobs.oneshot", "run_oneshot",
+               "one-shot pruning of a finished train run: magnitude, wanda, sparsegpt"))
 
 
 def population_modes() -> list[str]:

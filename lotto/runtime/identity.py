@@ -34,12 +34,21 @@ RUN_FILES = (RESULTS_FILE, "checkpoints", "level_0", "cells", "dense", "train", 
 # on_nan only decides whether a diverging run stops: a stopped run may be resumed
 # with on_nan=continue. distributed says how the processes were launched, not what
 # they compute (the global batch is the same); (None, key) is a top-level field.
+# data.pipeline and data.resident_limit_mb say how the examples reach the steps (on the
+# device, or streamed from the host in the same order), not which: a run may be resumed
+# with the other pipeline.
 COSMETIC = (("train", "verbose"), ("train", "tensorboard"), ("train", "on_nan"),
-            (None, "distributed"))
+            (None, "distributed"), ("data", "pipeline"), ("data", "resident_limit_mb"))
 
 # Values renamed since runs were made: (section, key) -> {old spelling: new spelling}.
 # train.loop "auto" chose "scan" on every backend before it was dropped.
 RENAMED = {("train", "loop"): {"auto": "scan"}}
+
+# The oneshot section (mode = "oneshot"), added whole after the hashes were published.
+ONESHOT_DEFAULTS: dict[str, Any] = {
+    "from_workdir": "", "method": "sparsegpt", "density": 0.5, "structure": "unstructured",
+    "calibration_examples": 128, "calibration_seed": 0, "calibration_seeds": [], "damp": 0.01,
+    "block": 128, "per_output": False, "finetune": ""}
 
 # (section, key) -> the value a run made before the field existed behaved as;
 # (None, key) is a top-level field.
@@ -80,6 +89,7 @@ LEGACY_FIELDS: dict[tuple[str | None, str], Any] = {
     ("dsd", "phases"): [],
     ("train", "precision"): "float32",
     ("data", "per_device_batch_size"): 0,
+    **{("oneshot", key): value for key, value in ONESHOT_DEFAULTS.items()},
 }
 
 
@@ -89,6 +99,7 @@ LEGACY_FIELDS: dict[tuple[str | None, str], Any] = {
 NEUTRAL_FIELDS: dict[tuple[str | None, str], Any] = {
     ("train", "precision"): "float32",
     ("data", "per_device_batch_size"): 0,
+    **{("oneshot", key): value for key, value in ONESHOT_DEFAULTS.items()},
 }
 
 
@@ -128,9 +139,14 @@ def config_hash(run_config: dict) -> str:
   """A short hash of the run's config as JSON data (ignoring cosmetic fields; renamed
   values in the spelling runs were first hashed with)."""
   hashed = comparable(run_config, spelling="old")
+  emptied = set()
   for (section, key), neutral in NEUTRAL_FIELDS.items():
     fields = hashed if section is None else hashed.get(section, {})
     if isinstance(fields, dict) and key in fields and fields[key] == neutral:
       del fields[key]
+      if section is not None and not fields:
+        emptied.add(section)
+  for section in emptied:  # a section added whole, all at its neutral values
+    del hashed[section]
   text = json.dumps(hashed, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:12]
