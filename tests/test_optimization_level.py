@@ -4,9 +4,11 @@ The suite runs XLA:CPU at -O0 (tests/conftest.py: it is compile-bound), but jobs
 and benchmarks run at XLA's default level, where fusion and instruction order
 differ. Every claim that two computations give identical bits is rerun here in a
 fresh process without the -O0 flag: a dynamic run equals the static run until
-its first mask change; 2 processes equal 1 process on the same global batch; a
-population equals separate runs and resumes bit-identically; a killed run (with
-masks changing during training) resumes to the same bits.
+its first mask change; 2 processes equal 1 process on the same global batch (each
+pipeline); a population equals separate runs and resumes bit-identically; a killed
+run (with masks changing during training) resumes to the same bits; the stream
+pipeline trains to the resident pipeline's bits, and a streamed run killed mid-epoch
+resumes to them.
 """
 import os
 import subprocess
@@ -25,6 +27,9 @@ BIT_IDENTITY_TESTS = (
     "test_two_processes_train_as_one_process_on_the_same_global_batch",
     "tests/jobs/test_population.py::test_rigl_population_equals_separate_runs",
     "tests/jobs/test_population.py::test_population_kill_and_resume_equals_uninterrupted",
+    "tests/train/test_stream_training.py::test_stream_and_resident_train_to_identical_params",
+    "tests/train/test_stream_training.py::"
+    "test_kill_mid_epoch_and_resume_streaming_equals_uninterrupted_resident",
 )
 
 
@@ -41,5 +46,5 @@ def test_bit_identity_holds_at_xla_default_optimization_level(tmp_path):
   assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
   summary = result.stdout.strip().splitlines()[-1]
   assert "failed" not in summary and "skipped" not in summary, summary
-  # Every listed test ran (a parametrized test counts once per case: 7 cases in all).
-  assert summary.startswith("7 passed"), summary
+  # Every listed test ran (a parametrized test counts once per case: 12 cases in all).
+  assert summary.startswith("12 passed"), summary

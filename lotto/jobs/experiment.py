@@ -86,6 +86,8 @@ class Experiment:
     tensorboard: write TensorBoard event files in every run's directory.
     on_nan: "stop" (raise `Diverged` on a non-finite loss) or "continue".
     precision: "float32" or "bfloat16" (`train.precision`, `lotto.train.precision`).
+    resident_limit_mb: `data.resident_limit_mb` (the pipeline `auto` resolved to is
+      `dataset.pipeline`; a streamed chunk holds at most a 16th of this).
     seeds: a population's seeds (`jobs.replicas`); () for a single run.
     mode: the job (`config.mode`).
     topology: the start wiring (`config.topology`, parsed).
@@ -111,6 +113,7 @@ class Experiment:
   tensorboard: bool
   on_nan: str
   precision: str = "float32"
+  resident_limit_mb: float = data_lib.DEFAULT_RESIDENT_LIMIT_MB
   seeds: tuple[int, ...] = ()
   mode: str = "train"
   topology: TopologySettings = TopologySettings()
@@ -211,15 +214,18 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   for field in ("duration", "eval_every", "checkpoint_every"):
     validators.positive_duration(config.train[field], f"train.{field}")
 
+  pipeline = validators.choice(config.data.pipeline, data_lib.PIPELINES, "data.pipeline")
+  limit_mb = validators.positive_number(config.data.resident_limit_mb, "data.resident_limit_mb")
   dataset = data_lib.load_dataset(
       config.data.name, validation_size=config.data.validation_size,
       data_dir=config.data.data_dir or None, download=config.data.download,
-      augment=config.data.augment, cache_dir=config.data.cache_dir or None)
+      augment=config.data.augment, cache_dir=config.data.cache_dir or None,
+      pipeline=pipeline, resident_limit_mb=limit_mb)
   model = create_model(config.model.name, dataset.num_classes, config.model.init,
                        **model_options)
-  steps_per_epoch = len(dataset.x_train) // batch_size
+  steps_per_epoch = dataset.num_train // batch_size
   if steps_per_epoch == 0:
-    raise ConfigError(f"data.batch_size={batch_size} exceeds the {len(dataset.x_train)} "
+    raise ConfigError(f"data.batch_size={batch_size} exceeds the {dataset.num_train} "
                       "training examples")
   total = parse_duration(config.train.duration, steps_per_epoch, "train.duration")
   if total <= 0:
@@ -245,4 +251,5 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
       save_steps=frozenset(save_steps | {total}), prunable=prunable,
       mesh=devices.create_mesh(config.data_parallel, batch_size), loop=loop,
       params_shape=params_shape, verbose=verbose, tensorboard=tensorboard, on_nan=on_nan,
-      precision=precision, seeds=seeds, mode=config.mode, topology=topology)
+      precision=precision, resident_limit_mb=limit_mb, seeds=seeds, mode=config.mode,
+      topology=topology)

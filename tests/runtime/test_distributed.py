@@ -62,11 +62,15 @@ def _final_state(workdir):
 
 
 @pytest.mark.slow
-def test_two_processes_train_as_one_process_on_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("pipeline", ["resident", "stream"])
+def test_two_processes_train_as_one_process_on_the_same_global_batch(tmp_path, pipeline):
+  # With the stream pipeline each process reads only its own 25 columns of every global
+  # batch from the host and the global batch is assembled on the devices.
   coordinator = f"127.0.0.1:{_free_port()}"
   launched = [_lotto(tmp_path / "two_processes",
                      _env(tmp_path, LOTTO_NUM_PROCESSES="2", LOTTO_PROCESS_ID=str(rank),
-                          LOTTO_COORDINATOR_ADDRESS=coordinator))
+                          LOTTO_COORDINATOR_ADDRESS=coordinator),
+                     f"--config.data.pipeline={pipeline}")
               for rank in (0, 1)]
   # The reference: one process driving two devices on the same global batch of 50. (That
   # equals one device within float rounding is tests/runtime/test_sharding.py's.)

@@ -1,4 +1,5 @@
-"""Data parallelism: the sharded step equals the single-device step (8 CPU devices)."""
+"""Data parallelism: the sharded step equals the single-device step (8 CPU devices), and
+the stream pipeline's sharded batches give the resident sharded run's bits."""
 import os
 import subprocess
 import sys
@@ -34,6 +35,19 @@ SCRIPT = textwrap.dedent("""
     assert len(kernel.sharding.device_set) == 8 and kernel.sharding.is_fully_replicated
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
       np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    # The stream pipeline on the same mesh: its host-read batches, sharded 8 ways, give
+    # the resident sharded run's bits (chunks of 2 steps of 64 x 164 bytes: 0.33 MB / 16).
+    config.data.pipeline, config.data.resident_limit_mb = "stream", 0.33
+    streamed = Trainer(create_experiment(config))
+    assert streamed.pipeline == "stream" and streamed._feed.chunk == 2
+    c = streamed.place(streamed.experiment.init_state())
+    b = sharded.place(sharded.experiment.init_state())
+    for count in (3, 4):
+      b, mb = sharded.run_block(b, count)
+      c, mc = streamed.run_block(c, count)
+      np.testing.assert_array_equal(mb["loss"], mc["loss"])
+    for x, y in zip(jax.tree.leaves(b), jax.tree.leaves(c)):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     print("SHARDED_OK")
 """)
 
