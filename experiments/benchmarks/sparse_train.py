@@ -72,6 +72,8 @@ class Setup:
   verbose: int = 0
   tensorboard: bool = False
   on_nan: str = "continue"
+  precision: str = "float32"
+  resident_limit_mb: float = 2048.0
 
 
 def measure(model_name: str, steps: int, every: int, repeats: int) -> dict[str, float]:
