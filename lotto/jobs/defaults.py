@@ -34,6 +34,13 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.name = "mlp"
   config.model.init = "torch"        # torch (open_lth) | kaiming (zero biases) | flax
   config.model.widths = (500, 500)   # hidden widths, used by "mlp" only
+  # Transformer sizes (gpt, vit); 0 = the model's default (2 blocks, 4 heads, width 128 for
+  # gpt and 64 for vit, context 128, 4x4 patches).
+  config.model.layers = 0
+  config.model.heads = 0
+  config.model.width = 0
+  config.model.context = 0
+  config.model.patch = 0
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"     # sgd | momentum | nesterov | adam | adamw

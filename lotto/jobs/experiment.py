@@ -25,7 +25,7 @@ from lotto.core.rng import purpose_key
 from lotto.core.types import Masks, Prunable
 from lotto.jobs import backend, modes, validators
 from lotto.jobs.topology import TopologySettings, topology_settings
-from lotto.models import check_model, create_model, init_variables
+from lotto.models import check_model, create_model, default_masks_include, init_variables
 from lotto.runtime import devices, locks, runs
 from lotto.train import optim
 from lotto.train.precision import PRECISIONS
@@ -136,6 +136,7 @@ class Experiment:
 
 
 ON_NAN = ("stop", "continue")
+MODEL_SIZES = ("layers", "heads", "width", "context", "patch")
 
 
 def population_seeds(config: ml_collections.ConfigDict) -> tuple[int, ...]:
@@ -196,6 +197,9 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
   validators.seed(config.seed, "seed")
   seeds = population_seeds(config)
   model_options = {"widths": _widths(config.model.widths)} if config.model.name == "mlp" else {}
+  for size in MODEL_SIZES:  # transformer sizes; 0 leaves the model's default
+    if config.model[size] != 0:
+      model_options[size] = validators.positive_int(config.model[size], f"model.{size}")
   # Check names and numbers that need no data before loading any.
   check_model(config.model.name, config.model.init, **model_options)
   topology = topology_settings(config)
@@ -242,7 +246,9 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
                                    config.schedule.drops, config.schedule.drop_factor)
   params_shape, _ = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0),
                                                           dataset.input_shape))
-  prunable = masks_lib.select_prunable(params_shape, config.masks.include, config.masks.exclude)
+  prunable = masks_lib.select_prunable(
+      params_shape, config.masks.include or default_masks_include(config.model.name),
+      config.masks.exclude)
   return Experiment(
       run_config=canonical_config(config), seed=config.seed, dataset=dataset, model=model,
       tx=tx, schedule=schedule, batch_size=batch_size, eval_batch_size=eval_batch_size,

@@ -15,6 +15,7 @@ from lotto.core.types import Prunable
 from lotto.jobs import branches as branches_lib
 from lotto.jobs import validators
 from lotto.jobs.experiment import Experiment
+from lotto.models import default_masks_include
 
 Target = float | Mapping[str, float]
 
@@ -78,7 +79,8 @@ def imp_settings_from_config(config: ml_collections.ConfigDict, exp: Experiment)
                       f"{exp.total_steps} steps)")
   exclude = "|".join(f"(?:{p})" for p in (config.masks.exclude, c.exclude) if p)
   validators.regex(c.exclude, "imp.exclude")
-  prunable = masks_lib.select_prunable(exp.params_shape, config.masks.include, exclude)
+  prunable = masks_lib.select_prunable(
+      exp.params_shape, config.masks.include or default_masks_include(config.model.name), exclude)
   names = [n for n, f in zip(masks_lib.leaf_names(prunable), jax.tree.leaves(prunable)) if f]
   if not names:
     raise ConfigError("imp.exclude and masks.* leave no layer to prune")

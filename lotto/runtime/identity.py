@@ -90,6 +90,11 @@ LEGACY_FIELDS: dict[tuple[str | None, str], Any] = {
     ("train", "precision"): "float32",
     ("data", "per_device_batch_size"): 0,
     **{("oneshot", key): value for key, value in ONESHOT_DEFAULTS.items()},
+    ("model", "layers"): 0,
+    ("model", "heads"): 0,
+    ("model", "width"): 0,
+    ("model", "context"): 0,
+    ("model", "patch"): 0,
 }
 
 
@@ -100,6 +105,11 @@ NEUTRAL_FIELDS: dict[tuple[str | None, str], Any] = {
     ("train", "precision"): "float32",
     ("data", "per_device_batch_size"): 0,
     **{("oneshot", key): value for key, value in ONESHOT_DEFAULTS.items()},
+    ("model", "layers"): 0,
+    ("model", "heads"): 0,
+    ("model", "width"): 0,
+    ("model", "context"): 0,
+    ("model", "patch"): 0,
 }
 
 
