@@ -116,9 +116,11 @@ def run_cell(config: ml_collections.ConfigDict, workdir: str, index: int) -> dic
   name, cell = listed[index]
   # The sweep directory gets the sweep's identity (no lock: other cells run at once), so
   # the whole sweep command later resumes it, skipping finished cells.
+  from lotto.jobs import backend  # pylint: disable=import-outside-toplevel
   from lotto.jobs.experiment import canonical_config  # pylint: disable=import-outside-toplevel
   from lotto.runtime import runs  # pylint: disable=import-outside-toplevel
-  runs.claim_identity(canonical_config(config), workdir)
+  # The identity the whole sweep command will check: its machine-dependent fields resolved.
+  runs.claim_identity(canonical_config(backend.resolve(config)), workdir)
   return run(cell, os.path.join(workdir, "cells", name))
 
 

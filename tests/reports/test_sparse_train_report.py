@@ -166,5 +166,5 @@ def test_no_sparse_train_results_is_a_clear_error(tmp_path):
   (tmp_path / "results.json").write_text(json.dumps({"mode": "sparse_sweep"}))
   with pytest.raises(ConfigError, match="no sparse_train results"):
     write_sparse_train_report(str(tmp_path))
-  with pytest.raises(ConfigError, match="sparse_train or sparse_sweep run"):
+  with pytest.raises(ConfigError, match="sparse_train, sparse_sweep or oneshot run"):
     write_report(str(tmp_path))
