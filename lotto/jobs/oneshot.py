@@ -47,7 +47,7 @@ from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.jobs.oneshot_settings import (OneShotRunSettings, SourceRun, load_source,
                                          oneshot_settings_from_config, training_size)
 from lotto.jobs.oneshot_walk import EvalForward, PrunedNetwork, prune_network
-from lotto.jobs.replicas import check_memory
+from lotto.jobs.replicas import check_memory, pool
 from lotto.runtime import runs
 from lotto.runtime.devices import note
 from lotto.train.loop import train_replicas
@@ -204,14 +204,7 @@ def _finetune(exp: Experiment, settings: OneShotRunSettings, source: SourceRun,
 
 def pool_draws(draws: list[dict]) -> dict:
   """Mean, std (ddof = 0) and the per-draw values of `POOLED`, keyed by calibration seed."""
-  pooled = {}
-  for key in POOLED:
-    values = [d.get(key) for d in draws]
-    if any(v is None for v in values):
-      continue
-    pooled[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
-                   "values": {str(d["calibration_seed"]): float(v) for d, v in zip(draws, values)}}
-  return pooled
+  return pool(draws, [d["calibration_seed"] for d in draws], POOLED)
 
 
 def _results(exp: Experiment, settings: OneShotRunSettings, source: SourceRun,

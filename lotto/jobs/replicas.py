@@ -188,10 +188,12 @@ def _gib(count: int) -> str:
   return f"{count / 2**30:.2f} GiB"
 
 
-def pool(results: Sequence[dict], seeds: Sequence[int]) -> dict:
-  """Mean, std (population, ddof=0) and per-seed values of `POOLED_METRICS`."""
+def pool(results: Sequence[dict], seeds: Sequence[int],
+         metrics: Sequence[str] = POOLED_METRICS) -> dict:
+  """Mean, std (population, ddof=0) and per-seed values of `metrics` (those every result
+  holds), keyed by seed."""
   pooled = {}
-  for key in POOLED_METRICS:
+  for key in metrics:
     values = [r.get(key) for r in results]
     if any(v is None for v in values):
       continue
