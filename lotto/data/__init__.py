@@ -9,6 +9,7 @@ order (`StepStream`). Either way the data order is a function of the global step
 """
 from lotto.data.batching import (balanced_batch, balanced_sample, batch_indices,
                                  epoch_permutation)
+from lotto.data.cropped_images import CroppedImages, host_augmented
 from lotto.data.examples import (ArrayExamples, Examples, RecordExamples, Subset, example_bytes,
                                  read_all, write_examples)
 from lotto.data.inputs import InputSpec, augment_images, preprocess
@@ -20,10 +21,10 @@ from lotto.data.stream import (DEFAULT_RESIDENT_LIMIT_MB, PIPELINES, StepStream,
 from lotto.data.tfds import TfdsExamples, load_tfds, open_tfds
 
 __all__ = [
-    "ArrayExamples", "DATASETS", "DEFAULT_RESIDENT_LIMIT_MB", "Dataset", "DatasetSpec",
+    "ArrayExamples", "CroppedImages", "DATASETS", "DEFAULT_RESIDENT_LIMIT_MB", "Dataset", "DatasetSpec",
     "Examples", "InputSpec", "MNIST1D_ARGS", "PIPELINES", "RecordExamples", "StepStream",
     "Subset", "TfdsExamples", "augment_images", "balanced_batch", "balanced_sample",
     "batch_indices", "choose_pipeline", "default_cache_dir", "epoch_permutation",
-    "example_bytes", "load_dataset", "load_mnist1d", "load_mnist_5k", "load_tfds", "open_tfds",
+    "example_bytes", "host_augmented", "load_dataset", "load_mnist1d", "load_mnist_5k", "load_tfds", "open_tfds",
     "preprocess", "read_all", "write_examples",
 ]

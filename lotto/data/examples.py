@@ -83,6 +83,8 @@ class Subset:
     self.examples, self.rows = examples, np.asarray(rows, np.int64)
     self.example_shape, self.example_dtype = examples.example_shape, examples.example_dtype
     self.label_shape = examples.label_shape
+    # A source that makes its own training views (`lotto.data.cropped_images`) stays one.
+    self.host_augment = bool(getattr(examples, "host_augment", False))
 
   def __len__(self) -> int:
     return len(self.rows)
@@ -90,6 +92,12 @@ class Subset:
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The source's examples at rows[indices]."""
     return self.examples.read(self.rows[np.asarray(indices).reshape(-1)])
+
+  def read_augmented(self, indices: np.ndarray, seeds: np.ndarray, steps: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The source's training views at rows[indices] (keyed by the source's rows)."""
+    return self.examples.read_augmented(self.rows[np.asarray(indices).reshape(-1)], seeds,
+                                        steps)
 
   def labels(self) -> np.ndarray:
     """Every label (read from the source)."""

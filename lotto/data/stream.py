@@ -13,11 +13,17 @@
   `config.data.resident_limit_mb`, `stream` otherwise (`choose_pipeline`).
 
 Augmentation stays inside the compiled step, keyed by (seed, step), so both
-pipelines feed the step the same batches and give the same params.
+pipelines feed the step the same batches and give the same params. The exception is a
+source that makes its own training views on the host (`host_augmented`: ImageNet's
+random-resized crops of images of varying sizes, `lotto.data.cropped_images`), which
+can only be streamed: grain reads and crops its examples one by one in
+`view_threads` threads, each view keyed by (seed, step, example index), so the
+stream is the same whatever the threads, chunks or resumes.
 """
 from __future__ import annotations
 
 import functools
+import os
 import weakref
 from typing import Sequence
 
@@ -25,6 +31,7 @@ import numpy as np
 
 from lotto.core.errors import ConfigError, DataError
 from lotto.data.batching import batch_indices
+from lotto.data.cropped_images import host_augmented
 from lotto.data.examples import Examples, example_bytes
 
 PIPELINES = ("auto", "resident", "stream")
@@ -37,6 +44,12 @@ DEFAULT_RESIDENT_LIMIT_MB = 2048.0
 CHUNKS_PER_LIMIT = 16
 PREFETCH_CHUNKS = 2
 READ_THREADS = 2
+
+
+def view_threads() -> int:
+  """Threads that decode and crop a host-augmented source's examples: one per core (PIL
+  decodes and resizes without holding the GIL)."""
+  return max(2, os.cpu_count() or 2)
 
 
 def choose_pipeline(pipeline: str, train_bytes: int, limit_mb: float, name: str) -> str:
@@ -92,8 +105,35 @@ def read_steps(examples: Examples, batch_size: int, columns: tuple[int, int],
             for s in (seeds if replicas else (seeds,))]
   rows = np.stack(orders, axis=1) if replicas else orders[0]
   rows = rows[..., columns[0]:columns[1]]
-  x, y = examples.read(rows.reshape(-1))
+  if host_augmented(examples):  # each view keyed by (its replica's seed, its step, its row)
+    step_of = np.broadcast_to(
+        np.arange(first, first + count).reshape(-1, *[1] * (rows.ndim - 1)), rows.shape)
+    seed_of = np.broadcast_to(np.asarray(seeds).reshape(1, -1, 1) if replicas else seeds,
+                              rows.shape)
+    x, y = examples.read_augmented(rows.reshape(-1), seed_of.reshape(-1), step_of.reshape(-1))
+  else:
+    x, y = examples.read(rows.reshape(-1))
   return x.reshape(*rows.shape, *x.shape[1:]), y.reshape(rows.shape)
+
+
+def _view(examples: Examples, batch_size: int, columns: tuple[int, int], seeds: tuple[int, ...],
+          start: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+  """Example `index` of the flat sequence (step, replica, column) from step `start`: its
+  training view and label (`read_augmented` of one row)."""
+  width = columns[1] - columns[0]
+  step, rest = divmod(index, len(seeds) * width)
+  replica, column = divmod(rest, width)
+  seed, step = seeds[replica], start + step
+  row = batch_indices(seed, len(examples), batch_size, step, 1)[0, columns[0] + column]
+  x, y = examples.read_augmented(np.asarray([row]), np.asarray([seed]), np.asarray([step]))
+  return x[0], y[0]
+
+
+def _group(shape: tuple[int, ...], batch: tuple[np.ndarray, np.ndarray]
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """A batch of consecutive views as [steps, *shape] (shape: (columns,) or (K, columns))."""
+  x, y = batch
+  return x.reshape(-1, *shape, *x.shape[1:]), y.reshape(-1, *shape, *y.shape[1:])
 
 
 class StepStream:
@@ -110,7 +150,7 @@ class StepStream:
 
   def __init__(self, examples: Examples, batch_size: int, group_steps: int,
                replica_axis: bool = False, columns: tuple[int, int] | None = None,
-               end_step: int = 0):
+               end_step: int = 0, threads: int | None = None):
     """A stream that reads nothing until its first take.
 
     Args:
@@ -120,11 +160,15 @@ class StepStream:
       replica_axis: K seeds' batches stacked on axis 1 (a population's trainer).
       columns: the batch columns this process reads; None: all.
       end_step: reading ahead stops here (the end of training); takes beyond restart.
+      threads: the reader threads (None: READ_THREADS, or `view_threads()` for a
+        host-augmented source, which is read example by example).
     """
     self.examples, self.batch_size = examples, batch_size
     self.group_steps, self.replica_axis = max(1, int(group_steps)), replica_axis
     self.columns = (0, batch_size) if columns is None else tuple(columns)
     self.end_step = end_step
+    self.views = host_augmented(examples)
+    self.threads = threads or (view_threads() if self.views else READ_THREADS)
     self._position: tuple[tuple[int, ...], int] | None = None  # (seeds, next step)
     self._iterator = None
     self._group: tuple[np.ndarray, np.ndarray] | None = None
@@ -137,13 +181,25 @@ class StepStream:
     stop = max(self.end_step, start + num_steps)
     groups = -(-(stop - start) // self.group_steps)
     # The reader threads hold no reference to this stream (its finalizer closes them).
-    read = functools.partial(read_steps, self.examples, self.batch_size, self.columns,
-                             seeds if self.replica_axis else seeds[0])
     size = self.group_steps
-    dataset = grain.MapDataset.range(groups).map(
-        lambda g: read(start + g * size, min(size, stop - start - g * size)))
-    self._iterator = iter(dataset.to_iter_dataset(grain.ReadOptions(
-        num_threads=READ_THREADS, prefetch_buffer_size=PREFETCH_CHUNKS)))
+    if self.views:  # one view at a time in each thread, grouped into steps afterwards
+      width = self.columns[1] - self.columns[0]
+      per_step = len(seeds) * width
+      view = functools.partial(_view, self.examples, self.batch_size, self.columns, seeds,
+                               start)
+      shape = (len(seeds), width) if self.replica_axis else (width,)
+      dataset = grain.MapDataset.range((stop - start) * per_step).map(view).to_iter_dataset(
+          grain.ReadOptions(num_threads=self.threads,
+                            prefetch_buffer_size=max(2 * self.threads, size * per_step))
+      ).batch(size * per_step).map(functools.partial(_group, shape))
+    else:
+      read = functools.partial(read_steps, self.examples, self.batch_size, self.columns,
+                               seeds if self.replica_axis else seeds[0])
+      dataset = grain.MapDataset.range(groups).map(
+          lambda g: read(start + g * size, min(size, stop - start - g * size))
+      ).to_iter_dataset(grain.ReadOptions(num_threads=self.threads,
+                                          prefetch_buffer_size=PREFETCH_CHUNKS))
+    self._iterator = iter(dataset)
     self._finalizer = weakref.finalize(self, self._iterator.close)
     self._group, self._offset, self._position = None, 0, (seeds, start)
 
