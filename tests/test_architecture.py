@@ -33,7 +33,9 @@ ALLOWED = {
     "models": {"core", "sparse"},
     "runtime": {"core"},
     "data": {"core"},
-    "train": {"core", "dynamic", "runtime", "data"},
+    # Condensed execution trains with the condensed layer kernels (sparse/ sits below train/
+    # in the module map).
+    "train": {"core", "dynamic", "runtime", "data", "sparse"},
     # Reports read the sparse-method registry (order, dense start, controls) rather than
     # repeating its lists.
     "reports": {"core", "runtime", "dynamic"},

@@ -131,6 +131,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.sparse.threshold = 0.0      # gmp: > 0 prunes |w| < threshold at each update instead
   config.sparse.obd_probes = 10      # gmp with criterion obd: Hutchinson probes
   config.sparse.structure = "unstructured"  # gmp / dsd: unstructured | n:m | block:BHxBW
+  config.sparse.execution = "masked"  # masked | condensed (MLPs, constant fan-in: static/set/srigl)
 
   config.dsd = ml_collections.ConfigDict()  # sparse.method = "dsd"
   config.dsd.phases = ()             # dense, sparse, dense durations; () = thirds of training

@@ -33,6 +33,7 @@ from lotto.dynamic.update import MaskUpdate
 from lotto.jobs.experiment import Experiment
 from lotto.runtime import runs
 from lotto.runtime.devices import note
+from lotto.train.condensed_state import CondensedLayout
 from lotto.train.state import TrainState
 from lotto.train.trainer import Trainer
 
@@ -70,9 +71,11 @@ class Replicas:
   def seeds(self) -> tuple[int, ...]:
     return tuple(member.seed for member in self.members)
 
-  def trainer(self, mask_update: MaskUpdate | None = None) -> Trainer:
-    """The trainer of these replicas (vmapped over them only when there are several)."""
-    return Trainer(self.experiment, mask_update=mask_update, seeds=self.seeds)
+  def trainer(self, mask_update: MaskUpdate | None = None,
+              layout: CondensedLayout | None = None) -> Trainer:
+    """The trainer of these replicas (vmapped over them only when there are several);
+    `layout`: condensed execution (`train.condensed_state`)."""
+    return Trainer(self.experiment, mask_update=mask_update, seeds=self.seeds, layout=layout)
 
   def init_states(self, masks: Sequence[Masks | None] | None = None) -> list[TrainState]:
     """Each replica's fresh state from its seed's init (with its mask if given)."""

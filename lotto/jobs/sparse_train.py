@@ -32,6 +32,7 @@ from lotto.core import masks as masks_lib
 from lotto.core.distributions import layer_distribution, layer_sizes
 from lotto.core.errors import ConfigError
 from lotto.core.rng import purpose_key
+from lotto.jobs.condensed_execution import Condensed, condensed_setup, condensed_starts
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.jobs.replicas import Replicas, cell_replicas, create_replicas, finish, run_seeds
 from lotto.dynamic.methods import SPARSE_METHODS, MethodInputs, SparseSettings
@@ -126,12 +127,15 @@ def run_sparse_train(config: ml_collections.ConfigDict, workdir: str,
     ConfigError: an invalid field (one line naming it and the valid values).
   """
   exp, settings, method = build_sparse_run(config)
+  condensed = condensed_setup(config, exp, settings)
   starts = [initial_state(dataclasses.replace(exp, seed=seed), settings, method)
             for seed in run_seeds(exp)]  # before anything is written: a bad start mask raises
+  if condensed is not None:
+    starts = condensed_starts(starts, condensed, exp)
   runs.prepare_workdir(exp.run_config, workdir)
   replicas = create_replicas(exp, workdir)
   results = _train_replicas(starts, replicas, settings, method, hooks,
-                            summary_line and not replicas.pooled)
+                            summary_line and not replicas.pooled, condensed)
   return finish(workdir, replicas, results)
 
 
@@ -161,26 +165,34 @@ def run_sparse_train_cells(cells: Sequence[tuple[ml_collections.ConfigDict, str]
   if any(b[1] != settings for b in built):
     raise ConfigError("cells trained in one program must share sparse.method and density")
   starts = [initial_state(b[0], settings, method) for b in built]
+  condensed = condensed_setup(cells[0][0], built[0][0], settings)
+  if condensed is not None:
+    starts = condensed_starts(starts, condensed, built[0][0])
   replicas = cell_replicas([(b[0], directory) for b, (_, directory) in zip(built, cells)])
-  return _train_replicas(starts, replicas, settings, method, hooks, summary_line=False)
+  return _train_replicas(starts, replicas, settings, method, hooks, summary_line=False,
+                         condensed=condensed)
 
 
 def _train_replicas(starts: Sequence[TrainState], replicas: Replicas, settings: SparseSettings,
                     method: dynamic.MaskUpdate | None, hooks: Sequence[Hook],
-                    summary_line: bool) -> list[dict]:
+                    summary_line: bool, condensed: Condensed | None = None) -> list[dict]:
   """Trains the replicas from `starts` in one program (each its own start mask and mask
-  updates; with several, the update's `lax.cond` runs batched); writes and returns each
-  replica's results."""
+  updates; with several, the update's `lax.cond` runs batched), masked or `condensed`;
+  writes and returns each replica's results."""
   exp = replicas.experiment
   phases = SPARSE_METHODS.get(settings.method).phases(settings)
   keep = set(exp.save_steps) | {step for _, step in phases}
-  trainer = replicas.trainer(mask_update=method)
+  if condensed is None:
+    trainer = replicas.trainer(mask_update=method)
+  else:
+    trainer = replicas.trainer(mask_update=condensed.update, layout=condensed.layout)
   finals, summaries = train_replicas(trainer, replicas.directories, starts,
                                      keep=tuple(sorted(keep)), hooks=hooks, label=settings.method)
   results = []
   for member, directory, start, final, summary in zip(
       replicas.members, replicas.directories, starts, finals, summaries):
-    result = _results(member, settings, start, final, summary)
+    result = _results(member, settings, trainer.report_state(start),
+                      trainer.report_state(final), summary)
     if phases:
       result["phases"] = _phase_accuracies(
           lambda s: trainer.evaluate(trainer.stack([s]), "test")[0],

@@ -95,6 +95,7 @@ LEGACY_FIELDS: dict[tuple[str | None, str], Any] = {
     ("model", "width"): 0,
     ("model", "context"): 0,
     ("model", "patch"): 0,
+    ("sparse", "execution"): "masked",
 }
 
 
@@ -110,6 +111,7 @@ NEUTRAL_FIELDS: dict[tuple[str | None, str], Any] = {
     ("model", "width"): 0,
     ("model", "context"): 0,
     ("model", "patch"): 0,
+    ("sparse", "execution"): "masked",
 }
 
 

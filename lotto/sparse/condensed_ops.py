@@ -60,20 +60,32 @@ def _weight_grad_t(xt: jax.Array, indices: jax.Array, dyt: jax.Array) -> jax.Arr
                            unroll=UNROLL).T
 
 
-def _input_grad_t(dyt: jax.Array, values: jax.Array, fanout: jax.Array) -> jax.Array:
-  """dx^T[i, b] = sum_f V.flat[P[i, f]] * dy^T[P[i, f] // k, b], one slot f per iteration."""
+def _input_grad_t(dyt: jax.Array, values: jax.Array, fanout: jax.Array,
+                  width: jax.Array | None = None) -> jax.Array:
+  """dx^T[i, b] = sum_f V.flat[P[i, f]] * dy^T[P[i, f] // k, b], one slot f per iteration.
+
+  With `width` (a traced int32 scalar: the largest fan-out in use), the loop
+  stops after the first `width` slots of the table: a table sized for any
+  mask (`condensed_dense_tw`) costs only what its widest input needs.
+  """
   out, k = values.shape
   flat = jnp.concatenate([values.reshape(-1), jnp.zeros((1,), values.dtype)])
-  slot_values = flat[fanout.T]                # (F, in); padding slots read 0
-  slot_outputs = fanout.T // k                # (F, in); padding slots read row `out`
+  # One more padding slot (value 0, row `out`) lets the dynamic loop read slots in pairs.
+  table = jnp.concatenate([fanout.T, jnp.full((1, fanout.shape[0]), out * k, fanout.dtype)])
+  slot_values = flat[table]                   # (F + 1, in); padding slots read 0
+  slot_outputs = table // k                   # (F + 1, in); padding slots read row `out`
   dyt_padded = jnp.concatenate([dyt, jnp.zeros((1, dyt.shape[1]), dyt.dtype)])
   dtype = jnp.result_type(dyt, values)
+  zeros = jnp.zeros((fanout.shape[0], dyt.shape[1]), dtype)
 
   def body(f, acc):
     return acc + dyt_padded[slot_outputs[f]] * slot_values[f][:, None]
 
-  return jax.lax.fori_loop(0, fanout.shape[1], body,
-                           jnp.zeros((fanout.shape[0], dyt.shape[1]), dtype), unroll=UNROLL)
+  if width is None:
+    return jax.lax.fori_loop(0, fanout.shape[1], body, zeros, unroll=UNROLL)
+  # A traced trip count cannot be unrolled by fori_loop: two slots per iteration by hand.
+  return jax.lax.fori_loop(0, (width + 1) // 2,
+                           lambda i, acc: body(2 * i + 1, body(2 * i, acc)), zeros)
 
 
 @jax.custom_vjp
@@ -112,6 +124,36 @@ def _condensed_dense_t_bwd(residuals, dyt):
 
 
 condensed_dense_t.defvjp(_condensed_dense_t_fwd, _condensed_dense_t_bwd)
+
+
+@jax.custom_vjp
+def condensed_dense_tw(xt: jax.Array, indices: jax.Array, values: jax.Array,
+                       fanout: jax.Array, width: jax.Array) -> jax.Array:
+  """`condensed_dense_t` with a fan-out table wider than its use.
+
+  A layer whose inputs change (drop and grow) keeps a table of a fixed,
+  sufficient width (up to `out` slots per input) so its shapes, and so the
+  compiled step and the checkpoints, never change; the input gradient loops
+  over the first `width` slots only (`width`: int32 scalar, at least the
+  largest fan-out of `indices`).
+  """
+  del fanout, width
+  return _forward_t(jnp.asarray(xt), jnp.asarray(indices), jnp.asarray(values))
+
+
+def _condensed_dense_tw_fwd(xt, indices, values, fanout, width):
+  return (condensed_dense_tw(xt, indices, values, fanout, width),
+          (xt, indices, values, fanout, width))
+
+
+def _condensed_dense_tw_bwd(residuals, dyt):
+  xt, indices, values, fanout, width = residuals
+  dxt = _input_grad_t(dyt, values, fanout, width).astype(xt.dtype)
+  dvalues = _weight_grad_t(xt, indices, dyt).astype(values.dtype)
+  return dxt, None, dvalues, None, None
+
+
+condensed_dense_tw.defvjp(_condensed_dense_tw_fwd, _condensed_dense_tw_bwd)
 
 
 def condensed_dense(x: jax.Array, indices: jax.Array, values: jax.Array,

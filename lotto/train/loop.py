@@ -154,7 +154,7 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
   elapsed = time.perf_counter() - started
   summaries = []
   for final, recorder, test, before, first in zip(finals, recorders, tests, prior, diverged_at):
-    summary = summary_of(exp, final, recorder.history, test)
+    summary = summary_of(exp, trainer.report_state(final), recorder.history, test)
     summary.update(history=recorder.history, wall_time_s=before + elapsed)
     if first is not None:  # trained on with on_nan=continue: the results say so
       summary.update(diverged=True, diverged_at_step=first)
@@ -285,7 +285,7 @@ def write_evaluation(trainer: Trainer, state: TrainState, step: int,
     records.append(record)
   if writers.active:
     finals = trainer.unstack(state)
-    writers.write(step, [{**record, **mask_and_lr_scalars(exp, final)}
+    writers.write(step, [{**record, **mask_and_lr_scalars(exp, trainer.report_state(final))}
                          for record, final in zip(records, finals)])
 
 

@@ -29,6 +29,8 @@ from lotto.data.registry import Dataset
 from lotto.dynamic.update import MaskUpdate
 from lotto.runtime import devices
 from lotto.train.block import make_train_block
+from lotto.train.condensed_state import CondensedLayout, report_view
+from lotto.train.condensed_step import make_condensed_eval_fn, make_condensed_step
 from lotto.train.evaluate import EvalSet, make_eval_fn
 from lotto.train.feed import StreamFeed
 from lotto.train.optim import Schedule
@@ -88,8 +90,11 @@ class Trainer:
   """
 
   def __init__(self, experiment: TrainSetup, mask_update: MaskUpdate | None = None,
-               seeds: Sequence[int] | None = None):
+               seeds: Sequence[int] | None = None, layout: CondensedLayout | None = None):
+    """`layout`: run condensed (`train.condensed_state`; states from `condense_state`,
+    `mask_update` a `dynamic.condensed_regrow.CondensedDropAndGrow`); None: masked."""
     self.experiment = exp = experiment
+    self.layout = layout
     self.seeds = (int(exp.seed),) if seeds is None else tuple(int(s) for s in seeds)
     self.batched = len(self.seeds) > 1
     if self.batched and exp.mesh is not None:
@@ -97,11 +102,19 @@ class Trainer:
                         "set data_parallel=off")
     inputs = InputSpec.of(exp.dataset)
     precision = exp.precision
-    step_fn = make_train_step(exp.model.apply, exp.tx, exp.schedule, inputs, mesh=exp.mesh,
-                              precision=precision)
-    update_step_fn = None if mask_update is None else make_train_step(
-        exp.model.apply, exp.tx, exp.schedule, inputs, mask_update=mask_update, mesh=exp.mesh,
-        precision=precision)
+    if layout is None:
+      step_fn = make_train_step(exp.model.apply, exp.tx, exp.schedule, inputs, mesh=exp.mesh,
+                                precision=precision)
+      update_step_fn = None if mask_update is None else make_train_step(
+          exp.model.apply, exp.tx, exp.schedule, inputs, mask_update=mask_update,
+          mesh=exp.mesh, precision=precision)
+      self._evaluate = make_eval_fn(exp.model.apply, inputs, batched=self.batched,
+                                    precision=precision)
+    else:
+      step_fn = make_condensed_step(layout, exp.tx, exp.schedule, inputs, mesh=exp.mesh)
+      update_step_fn = None if mask_update is None else make_condensed_step(
+          layout, exp.tx, exp.schedule, inputs, update=mask_update, mesh=exp.mesh)
+      self._evaluate = make_condensed_eval_fn(layout, inputs, batched=self.batched)
     # Blocks start at every mask-update step; only a block's first step carries the update.
     self._update_steps = tuple(mask_update.due_steps) if mask_update is not None else ()
     self.loop = exp.loop
@@ -112,8 +125,6 @@ class Trainer:
     else:
       self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn,
                                      batched=self.batched)
-    self._evaluate = make_eval_fn(exp.model.apply, inputs, batched=self.batched,
-                                  precision=precision)
     self.splits = {
         "val": EvalSet.create(exp.dataset.x_val, exp.dataset.y_val, exp.eval_batch_size),
         "test": EvalSet.create(exp.dataset.x_test, exp.dataset.y_test, exp.eval_batch_size)}
@@ -131,6 +142,11 @@ class Trainer:
     if not self.batched:
       return [state]
     return [replica(state, index) for index in range(len(self.seeds))]
+
+  def report_state(self, state: TrainState) -> TrainState:
+    """One replica's state as reports read it: itself, or a condensed state with its dense
+    masks and params (`condensed_state.report_view`)."""
+    return state if self.layout is None else report_view(state, self.layout)
 
   def place(self, state: TrainState) -> TrainState:
     """A private copy of `state` on the device(s), replicated over the mesh if any.
