@@ -9,6 +9,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.fanin import fanin_masks
 from lotto.core.masks import select_prunable
 from lotto.core.rng import purpose_key
+from lotto.dynamic.update import init_mask_state
 from lotto.jobs.condensed_execution import condensed_setup, condensed_starts
 from lotto.jobs.sparse_train import build_sparse_run
 from lotto.models import create_model, init_variables
@@ -25,6 +26,7 @@ def _setup(config, method, density=0.2, steps="200it"):
   masks = fanin_masks(purpose_key(exp.seed, "sparse_mask"), exp.params_shape, exp.prunable,
                       density)
   state = exp.init_state(masks)
+  state = state.replace(mask_state=init_mask_state(update, state.params, state.masks))
   config.sparse.execution = "condensed"
   condensed = condensed_setup(config, exp, settings)
   start = condensed_starts([state], condensed, exp)[0]
@@ -87,7 +89,7 @@ def _adam_moments(opt_state):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["set"])
+@pytest.mark.parametrize("method", ["set", "srigl"])
 def test_condensed_update_keeps_fan_in_and_zeroes_grown_weights_and_moments(tiny_config,
                                                                            method):
   exp, settings, _, _, condensed, start = _setup(tiny_config, method, density=0.25,
@@ -154,3 +156,23 @@ def test_condensed_dense_tw_equals_the_static_table():
   got = jax.grad(loss(condensed_dense_tw, wide, width), argnums=(0, 1))(xt, values)
   for a, b in zip(expected, got):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_condensed_srigl_run_equals_masked_srigl(tiny_config):
+  # SRigL leaves the output layer dense: it runs as a plain matmul in both forms.
+  tiny_config.sparse.update_every = "20it"
+  exp, _, update, state, condensed, start = _setup(tiny_config, "srigl", density=0.25,
+                                                   steps="200it")
+  assert condensed.layout.condensed == (True, True, False)
+  masked_t, condensed_t, masked, mm, final, cm = _run_both(exp, update, state, condensed,
+                                                           start, 200)
+  assert condensed.update.due_steps == tuple(range(20, 150, 20)) == update.due_steps
+  for layer in ("hidden_0", "hidden_1"):   # the same drops and growths at every update
+    np.testing.assert_array_equal(dense_masks(final, condensed.layout)[layer]["kernel"],
+                                  np.asarray(masked.masks[layer]["kernel"]))
+  _assert_same_params(masked, final, condensed.layout, atol=2e-5)
+  np.testing.assert_array_equal(cm["accuracy"], mm["accuracy"])
+  for split in ("val", "test"):
+    assert condensed_t.evaluate(final, split)[0]["accuracy"] == \
+        masked_t.evaluate(masked, split)[0]["accuracy"]
