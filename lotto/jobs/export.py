@@ -153,10 +153,19 @@ def export_run(workdir: str, level: int | None = None, kernel: str = sparse.AUTO
   masks = jax.tree.map(np.asarray, state["masks"])
   check_finite(params, f"the weights at step {step} in {directory}",
                results.get("diverged_at_step"))
-  model = sparse.compress_mlp(params, masks, kernel, _structure(workdir, results["mode"]))
-  names = list(model.names)
-  surviving = sum(int(masks[n]["kernel"].sum()) for n in names)
-  total = sum(int(masks[n]["kernel"].size) for n in names)
+  if sparse.is_condensed(params):  # sparse.execution=condensed: its layers as they are
+    if kernel not in (sparse.AUTO, "condensed"):
+      raise ConfigError(f"the run in {workdir} trained condensed layers: export them with "
+                        f"--kernel=auto or condensed (got {kernel!r})")
+    model = sparse.condensed_mlp(params, masks)
+    stored = [params[n]["values" if "values" in params[n] else "kernel"] for n in model.names]
+    surviving = sum(int(np.size(v)) for v in stored)
+    total = sum(layer.in_features * layer.out_features for layer in model.layers)
+  else:
+    model = sparse.compress_mlp(params, masks, kernel, _structure(workdir, results["mode"]))
+    names = list(model.names)
+    surviving = sum(int(masks[n]["kernel"].sum()) for n in names)
+    total = sum(int(masks[n]["kernel"].size) for n in names)
   path = path or os.path.join(directory if level is not None else workdir,
                               sparse.COMPRESSED_FILE)
   info = {"workdir": files.absolute(workdir), "mode": results["mode"], "step": step,

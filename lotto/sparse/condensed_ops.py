@@ -88,6 +88,12 @@ def _input_grad_t(dyt: jax.Array, values: jax.Array, fanout: jax.Array,
                            lambda i, acc: body(2 * i + 1, body(2 * i, acc)), zeros)
 
 
+def condensed_forward_t(xt: jax.Array, indices: jax.Array, values: jax.Array) -> jax.Array:
+  """y^T (out, batch) = the condensed product of x^T (in, batch), forward only (inference:
+  no fan-out table, not differentiable by gathers)."""
+  return _forward_t(jnp.asarray(xt), jnp.asarray(indices), jnp.asarray(values))
+
+
 @jax.custom_vjp
 def condensed_dense_t(xt: jax.Array, indices: jax.Array, values: jax.Array,
                       fanout: jax.Array) -> jax.Array:

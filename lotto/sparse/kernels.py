@@ -15,7 +15,7 @@ import numpy as np
 from lotto.core.errors import ConfigError
 from lotto.core.registry import Registry
 from lotto.core.structure import Structure
-from lotto.sparse import bcoo, block_sparse, dense, gather, nm, radix
+from lotto.sparse import bcoo, block_sparse, condensed_kernel, dense, gather, nm, radix
 from lotto.sparse.layer import check_kernel
 
 AUTO = "auto"
@@ -49,7 +49,9 @@ for _kernel in (Kernel("dense", dense.compress_dense, dense.dense_matmul, dense.
                 Kernel("block", block_sparse.compress_block, block_sparse.block_matmul,
                        block_sparse.BlockLayer),
                 Kernel("nm", nm.compress_nm, nm.nm_matmul, nm.NmLayer),
-                Kernel("radix", radix.compress_radix, radix.radix_matmul, radix.RadixLayer)):
+                Kernel("radix", radix.compress_radix, radix.radix_matmul, radix.RadixLayer),
+                Kernel("condensed", condensed_kernel.compress_condensed,
+                       condensed_kernel.condensed_matmul, condensed_kernel.CondensedLayer)):
   KERNELS.register(_kernel.name, _kernel)
 
 KERNEL_NAMES = (AUTO, *KERNELS.names())

@@ -21,6 +21,7 @@ from lotto.core.errors import ConfigError
 from lotto.core.structure import Structure, parse_structure
 from lotto.core.types import Masks, Params
 from lotto.sparse import kernels
+from lotto.sparse.condensed_kernel import from_condensed
 from lotto.sparse.layer import sparse_layer, static
 
 SUPPORTED = ("Dense layers named hidden_<i> and output, each with a 2-D kernel and a bias: "
@@ -147,5 +148,38 @@ def compress_mlp(params: Params, masks: Masks, kernel: str | Mapping[str, str] =
     except ConfigError as error:
       raise ConfigError(f"layer {name}: {error}") from None
     biases.append(jnp.asarray(bias))
+  return CompressedMLP(tuple(layers), tuple(biases), tuple(names),
+                       tuple(["relu"] * (len(names) - 1) + ["none"]))
+
+
+def is_condensed(params: Params) -> bool:
+  """Whether `params` are a condensed training state's (a layer holding "values")."""
+  return isinstance(params, Mapping) and any(
+      isinstance(layer, Mapping) and "values" in layer for layer in params.values())
+
+
+def condensed_mlp(params: Params, wiring: Mapping[str, Any]) -> CompressedMLP:
+  """The compressed inference function of a condensed MLP training state.
+
+  Its condensed layers ({"values", "bias"} params, {"indices", "fanout", ...}
+  wiring: `lotto.train.condensed_state`) are written as they are, kernel
+  "condensed"; its dense layers ({"kernel", "bias"}, wiring {}) as "dense".
+
+  Raises:
+    ConfigError: layers other than lotto's MLP's, or a layer without its wiring.
+  """
+  names = mlp_layer_names({n: {"kernel": np.zeros((1, 1)), "bias": None} for n in params})
+  layers, biases = [], []
+  for name in names:
+    layer, structure = params[name], wiring.get(name)
+    if "values" in layer:
+      if not isinstance(structure, Mapping) or "indices" not in structure:
+        raise ConfigError(f"condensed layer {name} has no indices in the checkpoint's masks")
+      fan_in = int(np.shape(structure["fanout"])[0])
+      layers.append(from_condensed(layer["values"], structure["indices"], fan_in))
+    else:
+      kernel = np.asarray(layer["kernel"])
+      layers.append(kernels.compress_layer(kernel, np.ones(kernel.shape, bool), "dense"))
+    biases.append(jnp.asarray(layer["bias"]))
   return CompressedMLP(tuple(layers), tuple(biases), tuple(names),
                        tuple(["relu"] * (len(names) - 1) + ["none"]))

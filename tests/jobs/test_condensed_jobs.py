@@ -94,3 +94,25 @@ def test_cli_condensed_bad_mask_is_one_line_exit_2(tmp_path):
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "not constant fan-in" in lines[0], result.stderr[-2000:]
   assert not workdir.exists()
+
+
+@pytest.mark.slow
+def test_export_of_a_condensed_run_writes_condensed_layers_that_predict_as_the_masked_run(
+    tiny_config, tmp_path):
+  from lotto import sparse  # pylint: disable=import-outside-toplevel
+  from lotto.jobs.export import export_run  # pylint: disable=import-outside-toplevel
+  config = _condensed(tiny_config, "static")
+  lotto.run_job(config, str(tmp_path / "condensed"))
+  config.sparse.execution = "masked"
+  lotto.run_job(config, str(tmp_path / "masked"))
+  condensed = export_run(str(tmp_path / "condensed"))
+  masked = export_run(str(tmp_path / "masked"))
+  assert condensed.kernels == {"hidden_0": "condensed", "hidden_1": "condensed",
+                               "output": "condensed"}
+  assert (condensed.surviving, condensed.total) == (masked.surviving, masked.total) == (
+      32 * 10 + 32 * 8 + 10 * 8, 40 * 32 + 32 * 32 + 32 * 10)
+  x = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (64, 40)))
+  a = np.asarray(sparse.load_compressed(condensed.path)(x))
+  b = np.asarray(sparse.load_compressed(masked.path)(x))
+  np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)   # 40 steps of summation order
+  np.testing.assert_array_equal(a.argmax(-1), b.argmax(-1))

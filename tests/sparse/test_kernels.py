@@ -160,7 +160,7 @@ def test_a_collapsed_layer_gives_zeros_in_every_kernel():
 
 @pytest.mark.parametrize("kernel,structure,mask,message", [
     ("sparse", None, np.ones((8, 8), bool), "unknown sparse kernel 'sparse'; valid choices: "
-     "auto, bcoo, block, dense, gather, nm, radix"),
+     "auto, bcoo, block, condensed, dense, gather, nm, radix"),
     ("radix", None, _random_mask((8, 8), 0.25), "the 8x8 mask is not a RadiX-Net layer"),
     ("nm", "2:4", np.eye(8, dtype=bool) | np.eye(8, k=1, dtype=bool) | np.eye(8, k=2, dtype=bool),
      "the mask is not 2:4: output 2 keeps 3 of the 4 inputs 0..3"),
