@@ -4,7 +4,7 @@ Latency (batch 1, microseconds per call, each call waited for) and throughput (b
 thousand examples/s) of a model's forward for
   dense   the unpruned model, x @ W (what the masks are compared with at inference)
   masked  x @ (W * M), the mask multiplied inside the jitted forward (how lotto trains)
-  bcoo, gather, block, nm, radix   `lotto.sparse.compress_mlp` with that kernel
+  bcoo, gather, block, nm, radix, condensed   `lotto.sparse.compress_mlp` with that kernel
 at densities 50, 10, 3, 1, 0.3, 0.1 % for LeNet-300-100 (784-300-100-10), one 4096x4096
 layer, and the 10x-wider LeNet (784-3000-1000-10), which also gets a row at the density of
 its fitted RadiX-Net ('fit': N = 1000, radices (25, 40), 2.5 and 4 %, 3.34 % over both).
@@ -14,7 +14,10 @@ fan-in, a padded per-column layout) run a random unstructured mask; block a rand
 whole tiles (the largest of 16, 8, 4, 2 dividing the layer) of the same density; radix
 RadiX-Net hidden layers where the generator gives the density to 5 % (radices (r, r):
 1/r = 50 and 10 %; the 4096 layer: radices (2, n / 2) widened, 2/n = 50, 3.1, 0.098 %;
-'-' elsewhere) with the output layer by gather on its random mask. 'mem': the product would
+'-' elsewhere) with the output layer by gather on its random mask; condensed a random
+constant fan-in mask (k = max(1, round(d * fan_in)) inputs per output unit, so a layer's
+density is k / fan_in: the inference form of `sparse.execution = "condensed"` training,
+the output layer too). 'mem': the product would
 build an array above 1 GiB (gather, bcoo, nm: batch x stored weights; radix: batch x
 inputs x radix). Times: median of --repeats after compilation; the last columns give the
 best sparse kernel's speed over masked and over dense (> 1, '*': sparse is faster).
@@ -38,7 +41,7 @@ from lotto.topologies import fitted_radixnet, radixnet
 
 MODELS = {"lenet300": (784, 300, 100, 10), "layer4096": (4096, 4096),
           "wide_lenet": (784, 3000, 1000, 10)}
-KERNELS = ("bcoo", "gather", "block", "nm", "radix")
+KERNELS = ("bcoo", "gather", "block", "nm", "radix", "condensed")
 MEMORY_CAP = 2 ** 30  # bytes of batch x nnz intermediates
 
 
@@ -60,6 +63,15 @@ def random_mask(shape, density, rng) -> np.ndarray:
   flat = np.zeros(math.prod(shape), bool)
   flat[rng.permutation(flat.size)[:max(1, round(density * flat.size))]] = True
   return flat.reshape(shape)
+
+
+def fanin_mask(shape, density, rng) -> np.ndarray:
+  """Exactly k = max(1, round(density * fan_in)) random inputs per output unit."""
+  k = max(1, round(density * shape[0]))
+  order = np.argsort(rng.random(shape), axis=0)  # a random permutation of the inputs per column
+  mask = np.zeros(shape, bool)
+  np.put_along_axis(mask, order[:k], True, axis=0)
+  return mask
 
 
 def block_mask(shape, density, rng) -> np.ndarray:
@@ -95,6 +107,8 @@ def intermediate_floats(layer, batch: int) -> int:
     return batch * layer.tiles.shape[0] * (layer.bh + layer.bw)
   if isinstance(layer, sparse.DenseLayer):
     return 0
+  if isinstance(layer, sparse.KERNELS.get("condensed").layer_type):  # one (batch, out) sum
+    return batch * layer.out_features
   return batch * layer.nnz  # gather, bcoo, nm: one product per stored weight
 
 
@@ -171,7 +185,7 @@ def main() -> None:
   print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s)); "
         f"median of {repeats}; batch {batches[0]}: microseconds per call (latency), batch "
         f"{batches[1]}: thousand examples/s (throughput)")
-  head = "".join(f"{k:>9}" for k in ("dense", "masked", *KERNELS))
+  head = "".join(f"{k:>10}" for k in ("dense", "masked", *KERNELS))
   print(f"{'model':<11} {'density %':>9} {'batch':>5}{head}  {'best sparse':>11} "
         f"{'x masked':>8} {'x dense':>8}")
   for model_name in models:
@@ -198,13 +212,14 @@ def main() -> None:
         hidden = radix_hidden(widths, density)
       unstructured = {n: random_mask(s, density, rng) for n, s in shapes.items()}
       kernel_masks = {"bcoo": unstructured, "gather": unstructured, "nm": unstructured,
-                      "block": {n: block_mask(s, density, rng) for n, s in shapes.items()}}
+                      "block": {n: block_mask(s, density, rng) for n, s in shapes.items()},
+                      "condensed": {n: fanin_mask(s, density, rng) for n, s in shapes.items()}}
       if hidden is not None:
         kernel_masks["radix"] = dict(zip(names, hidden)) | (
             {"output": unstructured["output"]} if len(widths) > 2 else {})
       result = base | measure_row(widths, params, kernel_masks, batches, repeats, rng)
       for batch in batches:
-        cells = "".join(f"{fmt(result[(k, batch)], batch):>9}" for k in ("dense", "masked",
+        cells = "".join(f"{fmt(result[(k, batch)], batch):>10}" for k in ("dense", "masked",
                                                                         *KERNELS))
         timed = {k: result[(k, batch)] for k in KERNELS
                  if not isinstance(result[(k, batch)], str)}
