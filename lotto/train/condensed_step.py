@@ -33,7 +33,7 @@ from lotto.data.inputs import InputSpec
 from lotto.dynamic.condensed_regrow import CondensedDropAndGrow
 from lotto.runtime.devices import batch_sharding
 from lotto.sparse.condensed import fanout_slots
-from lotto.sparse.condensed_ops import condensed_dense_tw
+from lotto.sparse.condensed_ops import condensed_dense_t, condensed_dense_tw
 from lotto.train.condensed_state import CondensedLayout
 from lotto.train.optim import Schedule
 from lotto.train.state import TrainState
@@ -51,9 +51,11 @@ def forward(layout: CondensedLayout, params: PyTree, masks: PyTree, x: jax.Array
   for index, layer in enumerate(layout.layers):
     inputs.append(h)
     weights, wiring = params[layer], masks[layer]
-    if layout.condensed[index]:
+    if layout.condensed[index] and layout.dynamic:  # a table sized for any mask
       h = condensed_dense_tw(h, wiring["indices"], weights["values"], wiring["fanout"],
                              wiring["width"])
+    elif layout.condensed[index]:  # the table of the fixed mask: a loop of static length
+      h = condensed_dense_t(h, wiring["indices"], weights["values"], wiring["fanout"])
     else:
       h = weights["kernel"].T @ h
     h = h + weights["bias"][:, None]

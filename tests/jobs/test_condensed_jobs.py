@@ -116,3 +116,23 @@ def test_export_of_a_condensed_run_writes_condensed_layers_that_predict_as_the_m
   b = np.asarray(sparse.load_compressed(masked.path)(x))
   np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)   # 40 steps of summation order
   np.testing.assert_array_equal(a.argmax(-1), b.argmax(-1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["static", "srigl"])
+def test_a_condensed_population_equals_separate_condensed_runs(tiny_config, tmp_path, method):
+  import json  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  from lotto.jobs.replicas import seed_dir  # pylint: disable=import-outside-toplevel
+  from tests.jobs.test_population import _population_and_singles  # pylint: disable=import-outside-toplevel
+  config = _condensed(tiny_config, method)
+  config.train.duration, config.train.tensorboard = "20it", False
+  _, singles = _population_and_singles(tmp_path, run_sparse_train, config, seeds=(0, 1))
+  for seed, single in singles.items():
+    directory = seed_dir(str(tmp_path / "population"), seed)
+    with open(os.path.join(directory, "results.json")) as file:
+      replica = json.load(file)
+    assert replica["mask_updates"] == single["mask_updates"]  # each update's positions, per seed
+    assert [u["step"] for u in single["mask_updates"]] == ([5, 10] if method == "srigl" else [])
+    assert replica["final_test_accuracy"] == single["final_test_accuracy"]
+    assert replica["layer_densities"] == single["layer_densities"]
