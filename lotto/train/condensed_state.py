@@ -147,6 +147,7 @@ def dense_params(state: TrainState, layout: CondensedLayout) -> Params:
 
 
 def report_view(state: TrainState, layout: CondensedLayout) -> TrainState:
-  """One replica's condensed state with dense masks and params, for what reads them by
-  the model's layout (reports, results, export): never trained on."""
-  return state.replace(params=dense_params(state, layout), masks=dense_masks(state, layout))
+  """One replica's condensed state with its dense masks (params stay condensed), for what
+  reads masks by the model's layout: densities, the mask-update log, results. Never
+  trained on."""
+  return state.replace(masks=dense_masks(state, layout))

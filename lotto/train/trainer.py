@@ -145,7 +145,7 @@ class Trainer:
 
   def report_state(self, state: TrainState) -> TrainState:
     """One replica's state as reports read it: itself, or a condensed state with its dense
-    masks and params (`condensed_state.report_view`)."""
+    masks (`condensed_state.report_view`)."""
     return state if self.layout is None else report_view(state, self.layout)
 
   def place(self, state: TrainState) -> TrainState:
