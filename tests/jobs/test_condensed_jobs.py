@@ -69,13 +69,13 @@ def test_condensed_refuses_a_mask_that_is_not_constant_fan_in(tiny_config, tmp_p
 
 
 def test_condensed_refuses_a_method_it_cannot_run(tiny_config, tmp_path):
-  message = _refused(_condensed(tiny_config, "rigl"), tmp_path)
+  message = _refused(_condensed(tiny_config, "rigl", distribution="uniform"), tmp_path)
   assert "sparse.method='rigl' has no condensed form" in message
   assert "static, set, srigl" in message
 
 
 def test_condensed_refuses_bfloat16_and_an_unknown_execution(tiny_config, tmp_path):
-  config = _condensed(tiny_config, "static")
+  config = _condensed(tiny_config, "static", distribution="uniform")  # refused before masks
   config.train.precision = "bfloat16"
   assert "train.precision='bfloat16'" in _refused(config, tmp_path)
   config.train.precision = "float32"
