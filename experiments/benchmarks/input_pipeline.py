@@ -16,12 +16,21 @@ same number of examples read), and reports the subprocess's peak resident memory
 (VmHWM): streaming, it should not grow with the dataset; `resident` (the same data
 loaded whole) for contrast.
 
-  python experiments/benchmarks/input_pipeline.py [--quick] [--repeats 3]
+Part 3 (`--imagenet`, or alone with `--imagenet-only`) times imagenet2012's host-side
+preprocessing: JPEG images of ImageNet-like sizes (synthetic, smooth content, quality
+90, encoded once in memory) decoded with PIL as tfds decodes them, then cropped by
+`CroppedImages`: training views (random-resized crop to 224 and flip, read through
+`StepStream` as training reads them) and evaluation views (resize to 256, centre crop
+224, read through `StreamedEvalSet`), in images/s with 1 and 2 reader threads.
+
+  python experiments/benchmarks/input_pipeline.py [--quick] [--repeats 3] [--imagenet]
+  python experiments/benchmarks/input_pipeline.py --imagenet-only
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import resource
@@ -33,12 +42,15 @@ import time
 
 import jax
 import numpy as np
+from PIL import Image
 
 from lotto.core import masks as masks_lib
-from lotto.data import Dataset, RecordExamples, write_examples
+from lotto.data import Dataset, RecordExamples, StepStream, write_examples
+from lotto.data.cropped_images import CroppedImages
 from lotto.models import create_model, init_variables
 from lotto.train import optim
 from lotto.train.state import create_train_state
+from lotto.train.streamed_eval import StreamedEvalSet
 from lotto.train.trainer import Trainer
 
 # name -> (model, input shape, batch, optimizer, augment, examples, block steps, timed blocks)
@@ -187,6 +199,73 @@ def measure_memory(sizes_mb: list[int], limit_mb: float, root: str) -> list[tupl
   return rows
 
 
+# ImageNet-like image sizes (height, width): the common 500-wide landscape and portrait
+# shapes and a few others; the training set's mean is about 400 x 350.
+IMAGENET_SHAPES = ((375, 500), (333, 500), (500, 375), (500, 333), (400, 400), (281, 500),
+                   (500, 500), (256, 340))
+
+
+class JpegImages:
+  """Synthetic JPEG images held encoded in memory, decoded on every read (as tfds's
+  imagenet2012 records are)."""
+
+  def __init__(self, count: int, seed: int = 0):
+    rng = np.random.RandomState(seed)
+    self.jpegs, self.labels = [], rng.randint(0, 1000, count).astype(np.int32)
+    for index in range(count):
+      height, width = IMAGENET_SHAPES[index % len(IMAGENET_SHAPES)]
+      rows, cols = np.mgrid[0:height, 0:width]
+      base = (np.stack([rows * 255 // height, cols * 255 // width,
+                        (rows + cols) * 127 // (height + width)], -1)
+              + rng.randint(0, 24, (height, width, 3)))
+      buffer = io.BytesIO()
+      Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+      self.jpegs.append(buffer.getvalue())
+
+  def __len__(self) -> int:
+    return len(self.jpegs)
+
+  def read_list(self, indices: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The decoded images at `indices` and their labels."""
+    indices = np.asarray(indices).reshape(-1)
+    images = [np.asarray(Image.open(io.BytesIO(self.jpegs[i])).convert("RGB")) for i in indices]
+    return images, self.labels[indices]
+
+
+def imagenet_rates(count: int, batch: int, steps: int, threads: int) -> dict[str, float]:
+  """images/s of training views (StepStream) and evaluation views (StreamedEvalSet)."""
+  source = CroppedImages(JpegImages(count), 224)
+  stream = StepStream(source, batch, group_steps=1, end_step=steps + 1, threads=threads)
+  stream.take((0,), 0, 1)  # start the threads
+  start = time.perf_counter()
+  stream.take((0,), 1, steps)
+  train = steps * batch / (time.perf_counter() - start)
+  stream.close()
+  evaluation = StreamedEvalSet(source, batch, 2048.0, threads=threads)
+  start = time.perf_counter()
+  for _ in evaluation.chunks():
+    pass
+  return {"train": train, "eval": evaluation.size / (time.perf_counter() - start)}
+
+
+def imagenet_table(quick: bool) -> None:
+  """Prints part 3's table."""
+  count, batch, steps = (256, 32, 6) if quick else (1024, 64, 12)
+  decode = JpegImages(64)
+  decode.read_list(np.arange(8))  # warm-up
+  start = time.perf_counter()
+  for _ in range(2):
+    decode.read_list(np.arange(64))
+  decoded = 2 * 64 / (time.perf_counter() - start)
+  print(f"\nimagenet2012 host preprocessing: {count} synthetic JPEGs of ImageNet-like sizes "
+        f"(quality 90), views 224 x 224, batch {batch}; JPEG decode alone (1 thread): "
+        f"{decoded:.0f} images/s")
+  print(f"{'threads':>7} {'train views/s':>14} {'eval views/s':>13}")
+  for threads in (1, 2):
+    rates = imagenet_rates(count, batch, steps, threads)
+    print(f"{threads:>7} {rates['train']:>14.0f} {rates['eval']:>13.0f}", flush=True)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=3)
@@ -196,7 +275,15 @@ def main() -> None:
   parser.add_argument("--limit-mb", type=float, default=16.0,
                       help="resident_limit_mb of the memory part (the stream's chunks: 1/16)")
   parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
+  parser.add_argument("--imagenet", action="store_true",
+                      help="also time imagenet2012's host preprocessing (part 3)")
+  parser.add_argument("--imagenet-only", action="store_true", help="only part 3")
   args = parser.parse_args()
+  if args.imagenet_only:
+    print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the start"
+          f"{'; --quick' if args.quick else ''}")
+    imagenet_table(args.quick)
+    return
   if args.memory_child:
     peak_memory(args.memory_child[0], args.memory_child[1], float(args.memory_child[2]),
                 int(args.memory_child[3]))
@@ -221,6 +308,8 @@ def main() -> None:
     for size, pipeline, rss, steps in measure_memory(sizes, args.limit_mb, root):
       print(f"{size:>10} {size / args.limit_mb:>7.0f} {pipeline:>9} {steps:>6} {rss:>12.0f}",
             flush=True)
+  if args.imagenet:
+    imagenet_table(args.quick)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.cache_dir = ""         # MNIST-1D cache ("" = ~/.cache/lotto)
   config.data.pipeline = "auto"      # auto (resident if it fits under resident_limit_mb) | resident | stream
   config.data.resident_limit_mb = 2048.0  # largest training set kept on the device (MB)
+  config.data.image_size = 0         # side of imagenet2012's host crops (0 = 224)
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "mlp"

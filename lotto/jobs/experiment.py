@@ -224,7 +224,7 @@ def create_experiment(config: ml_collections.ConfigDict) -> Experiment:
       config.data.name, validation_size=config.data.validation_size,
       data_dir=config.data.data_dir or None, download=config.data.download,
       augment=config.data.augment, cache_dir=config.data.cache_dir or None,
-      pipeline=pipeline, resident_limit_mb=limit_mb)
+      pipeline=pipeline, resident_limit_mb=limit_mb, image_size=config.data.image_size)
   model = create_model(config.model.name, dataset.num_classes, config.model.init,
                        **model_options)
   steps_per_epoch = dataset.num_train // batch_size

@@ -95,6 +95,7 @@ LEGACY_FIELDS: dict[tuple[str | None, str], Any] = {
     ("model", "width"): 0,
     ("model", "context"): 0,
     ("model", "patch"): 0,
+    ("data", "image_size"): 0,
     ("sparse", "execution"): "masked",
 }
 
@@ -111,6 +112,7 @@ NEUTRAL_FIELDS: dict[tuple[str | None, str], Any] = {
     ("model", "width"): 0,
     ("model", "context"): 0,
     ("model", "patch"): 0,
+    ("data", "image_size"): 0,
     ("sparse", "execution"): "masked",
 }
 

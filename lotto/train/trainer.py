@@ -31,10 +31,11 @@ from lotto.runtime import devices
 from lotto.train.block import make_train_block
 from lotto.train.condensed_state import CondensedLayout, report_view
 from lotto.train.condensed_step import make_condensed_eval_fn, make_condensed_step
-from lotto.train.evaluate import EvalSet, make_eval_fn
+from lotto.train.evaluate import make_eval_fn
 from lotto.train.feed import StreamFeed
 from lotto.train.optim import Schedule
 from lotto.train.state import TrainState
+from lotto.train.streamed_eval import StreamedEvalSet, eval_set
 from lotto.train.step import make_train_step
 
 
@@ -125,9 +126,8 @@ class Trainer:
     else:
       self._block = make_train_block(step_fn, self.loop, first_step_fn=update_step_fn,
                                      batched=self.batched)
-    self.splits = {
-        "val": EvalSet.create(exp.dataset.x_val, exp.dataset.y_val, exp.eval_batch_size),
-        "test": EvalSet.create(exp.dataset.x_test, exp.dataset.y_test, exp.eval_batch_size)}
+    self.splits = {split: eval_set(exp.dataset, split, exp.eval_batch_size,
+                                   exp.resident_limit_mb) for split in ("val", "test")}
     if self.pipeline == "resident":
       self._x_train = devices.replicate(jnp.asarray(exp.dataset.x_train), exp.mesh)
       self._y_train = devices.replicate(jnp.asarray(exp.dataset.y_train), exp.mesh)
@@ -210,8 +210,11 @@ class Trainer:
     count = state.step.shape[0] if self.batched else 1
     if data.size == 0:
       return [{} for _ in range(count)]
-    loss, correct = jax.device_get(self._evaluate(state.params, state.masks, state.batch_stats,
-                                                  data.x, data.y, data.weights))
+    if isinstance(data, StreamedEvalSet):  # read from disk a chunk at a time
+      loss, correct = data.sums(self._evaluate, state.params, state.masks, state.batch_stats)
+    else:
+      loss, correct = jax.device_get(self._evaluate(
+          state.params, state.masks, state.batch_stats, data.x, data.y, data.weights))
     if not self.batched:
       loss, correct = [loss], [correct]
     return [{"loss": float(l) / data.size, "accuracy": float(c) / data.size}
