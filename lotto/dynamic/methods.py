@@ -4,9 +4,11 @@ A `SparseMethod` carries everything a job, a report or `--help` needs to know
 about a method, so none of them compares method names:
 
 - how it starts (dense, or a random mask at the layer densities of its
-  default distribution, "erk" or "uniform"),
+  default distribution, "erk", "uniform" or "fanin"; whether its masks must
+  keep a constant fan-in and whether it keeps the `output` layer dense),
 - which settings it takes (a global magnitude ranking, a pruning threshold,
-  N:M or block structure, an update interval checked against the length),
+  N:M or block structure, an update interval checked against the length,
+  a neuron-ablation threshold),
 - its schedule's own checks (`check_schedule`, one-line errors),
 - how it builds its mask update (`build`, None for a fixed mask),
 - what it adds to a run: steps whose checkpoints are kept and whose test
@@ -31,6 +33,7 @@ from lotto.core.structure import Structure
 from lotto.core.types import Prunable, PyTree
 from lotto.dynamic.gmp import DenseSparseDense, GradualMagnitude
 from lotto.dynamic.regrow import DropAndGrow, regrow_steps
+from lotto.dynamic.srigl_masks import ConstantFanInRegrow
 from lotto.dynamic.update import MaskUpdate
 
 
@@ -38,9 +41,10 @@ from lotto.dynamic.update import MaskUpdate
 class SparseSettings:
   """The validated `sparse` / `dsd` config sections, durations in steps.
 
-  `begin`/`end` are the GMP schedule (set/rigl: `begin` = no update before
-  it); `stop` ends SET/RigL updates; `dsd_boundaries` are the steps the sparse
-  and the final dense phase start.
+  `begin`/`end` are the GMP schedule (set/rigl/srigl: `begin` = no update
+  before it); `stop` ends SET/RigL/SRigL updates; `dsd_boundaries` are the
+  steps the sparse and the final dense phase start; `ablation_threshold` is
+  SRigL's gamma_sal (0: no neuron ablation).
   """
   method: str
   density: float
@@ -58,6 +62,7 @@ class SparseSettings:
   dsd_boundaries: tuple[int, int]
   final_lr_scale: float
   structure: Structure = Structure()
+  ablation_threshold: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +115,7 @@ class SparseMethod:
     starts_dense: training starts from all-ones masks (else from a random
       mask at the target density, or a topology's).
     default_distribution: the layer distribution `sparse.distribution="auto"`
-      gives ("erk" or "uniform").
+      gives ("erk", "uniform" or "fanin").
     periodic: it updates every `sparse.update_every` steps (checked against
       the training length).
     default_begin_fraction: `sparse.begin=""` is this fraction of training.
@@ -128,6 +133,11 @@ class SparseMethod:
       `scale` from `step` on.
     control: the fixed-mask control of the dynamic methods (reports draw it
       dashed).
+    constant_fan_in: its masks keep a constant fan-in per output unit: it
+      starts from `sparse.distribution="fanin"` (or a constant fan-in
+      topology) only.
+    dense_output: it leaves the `output` layer dense (not prunable).
+    ablation: accepts `sparse.ablation_threshold > 0` (neuron ablation).
   """
   name: str
   summary: str
@@ -144,6 +154,9 @@ class SparseMethod:
   final_phase: str = ""
   lr_scale: Callable[[SparseSettings], tuple[int, float] | None] = _no_lr_scale
   control: bool = False
+  constant_fan_in: bool = False
+  dense_output: bool = False
+  ablation: bool = False
 
 
 SPARSE_METHODS: Registry[SparseMethod] = Registry("sparse.method", ordered=True)
@@ -200,6 +213,12 @@ def drop_and_grow_builder(growth: str) -> Callable[[MethodInputs], MaskUpdate]:
   return build
 
 
+def _build_srigl(inputs: MethodInputs) -> MaskUpdate:
+  s = inputs.settings
+  return ConstantFanInRegrow(inputs.prunable, s.update_every, s.stop, s.drop_fraction,
+                             s.drop_schedule, begin=s.begin, gamma=s.ablation_threshold)
+
+
 SPARSE_METHODS.register("static", SparseMethod(
     name="static", summary="a fixed random (ERK) or topology mask trained from init",
     starts_dense=False, default_distribution="erk", build=lambda inputs: None, control=True))
@@ -223,3 +242,8 @@ SPARSE_METHODS.register("rigl", SparseMethod(
     name="rigl", summary="drop and regrow by |dense gradient| (Evci et al.)", starts_dense=False,
     default_distribution="erk", build=drop_and_grow_builder("gradient"), periodic=True,
     check_schedule=_check_regrow_schedule))
+SPARSE_METHODS.register("srigl", SparseMethod(
+    name="srigl", summary="RigL per output unit at constant fan-in, output layer dense, "
+    "optional neuron ablation (Lasby et al.)", starts_dense=False, default_distribution="fanin",
+    build=_build_srigl, periodic=True, check_schedule=_check_regrow_schedule,
+    constant_fan_in=True, dense_output=True, ablation=True))

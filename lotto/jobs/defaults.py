@@ -116,10 +116,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.imp.mat_from = "final"      # magnitude_after_training: final (fine-tune) | rewind (retrain)
 
   config.sparse = ml_collections.ConfigDict()  # mode = "sparse_train" (sparsity during training)
-  config.sparse.method = "rigl"      # static | gmp | dsd | set | rigl
+  config.sparse.method = "rigl"      # static | gmp | dsd | set | rigl | srigl
   config.sparse.density = 0.1        # final density of the prunable weights, in (0, 1]
   config.sparse.compression = 0.0    # if > 0: density = 10 ** -compression
-  config.sparse.distribution = "auto"  # auto (erk: static/set/rigl, uniform: gmp/dsd) | uniform | erk
+  config.sparse.distribution = "auto"  # auto (erk: static/set/rigl, uniform: gmp/dsd, fanin: srigl) | uniform | erk | fanin
   config.sparse.scope = "layerwise"  # layerwise | global (gmp: one magnitude ranking over layers)
   config.sparse.update_every = "100it"  # mask update interval (gmp, set, rigl)
   config.sparse.begin = ""           # gmp: first update ("" = 25% of training); set/rigl: none before
@@ -132,6 +132,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.sparse.threshold = 0.0      # gmp: > 0 prunes |w| < threshold at each update instead
   config.sparse.obd_probes = 10      # gmp with criterion obd: Hutchinson probes
   config.sparse.structure = "unstructured"  # gmp / dsd: unstructured | n:m | block:BHxBW
+  config.sparse.ablation_threshold = 0.0  # srigl: neuron ablation's gamma_sal in [0, 1] (0 = off)
   config.sparse.execution = "masked"  # masked | condensed (MLPs, constant fan-in: static/set/srigl)
 
   config.dsd = ml_collections.ConfigDict()  # sparse.method = "dsd"

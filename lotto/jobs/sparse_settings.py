@@ -7,16 +7,19 @@ written (exit 2 from the CLI).
 """
 from __future__ import annotations
 
+import jax
 import ml_collections
 
 from lotto.core import masks as masks_lib
-from lotto.core.distributions import DISTRIBUTIONS
+from lotto.core.distributions import START_DISTRIBUTIONS
 from lotto.core.errors import ConfigError
+from lotto.core.fanin import FANIN
 from lotto.core.schedules import DROP_SCHEDULES
 from lotto.core.selection import SCOPES
 from lotto.core.structure import check_shapes, parse_structure
+from lotto.core.types import Prunable
 from lotto.dynamic import CRITERIA
-from lotto.dynamic.methods import SPARSE_METHODS, SparseSettings
+from lotto.dynamic.methods import SPARSE_METHODS, SparseMethod, SparseSettings
 from lotto.jobs import validators
 from lotto.jobs.experiment import Experiment
 
@@ -43,10 +46,11 @@ def sparse_settings(config: ml_collections.ConfigDict, exp: Experiment) -> Spars
     density = 10.0 ** (-validators.positive_number(s.compression, "sparse.compression"))
   else:
     density = masks_lib.check_density(s.density, "sparse.density")
-  distribution = validators.choice(s.distribution, ("auto",) + DISTRIBUTIONS[1:],
+  distribution = validators.choice(s.distribution, ("auto",) + START_DISTRIBUTIONS,
                                    "sparse.distribution")
   if distribution == "auto":
     distribution = entry.default_distribution
+  _check_fan_in(entry, distribution, exp)
   scope = validators.choice(s.scope, SCOPES, "sparse.scope")
   if scope == "global" and not entry.global_scope:
     raise ConfigError(f"sparse.scope='global' ranks magnitudes over all layers, which only "
@@ -66,6 +70,14 @@ def sparse_settings(config: ml_collections.ConfigDict, exp: Experiment) -> Spars
     raise ConfigError(f"sparse.threshold must be >= 0 and is for sparse.method="
                       f"{_which('threshold', quoted=True)} only; got {s.threshold!r} with "
                       f"method {method!r}")
+  ablation = validators.number(s.ablation_threshold, "sparse.ablation_threshold")
+  if not 0.0 <= ablation <= 1.0:
+    raise ConfigError(f"sparse.ablation_threshold must lie in [0, 1] (0 turns neuron ablation "
+                      f"off); got {s.ablation_threshold!r}")
+  if ablation > 0 and not entry.ablation:
+    raise ConfigError(f"sparse.ablation_threshold > 0 ablates units in sparse.method="
+                      f"{_which('ablation', quoted=True)} only; got {s.ablation_threshold!r} "
+                      f"with method {method!r}")
   structure = parse_structure(s.structure, "sparse.structure")
   if structure.kind != "unstructured":
     if not entry.structured or threshold > 0:
@@ -81,14 +93,53 @@ def sparse_settings(config: ml_collections.ConfigDict, exp: Experiment) -> Spars
       obd_probes=validators.positive_int(s.obd_probes, "sparse.obd_probes"),
       dsd_boundaries=_dsd_boundaries(config, exp),
       final_lr_scale=validators.positive_number(config.dsd.final_lr_scale,
-                                                "dsd.final_lr_scale"))
+                                                "dsd.final_lr_scale"),
+      ablation_threshold=ablation)
   entry.check_schedule(settings, total)
   return settings
 
 
-def _which(capability: str, joiner: str = ", ", quoted: bool = False) -> str:
-  """The registered methods that have `capability` (a `SparseMethod` flag), for messages."""
-  names = [n for n in SPARSE_METHODS.names() if getattr(SPARSE_METHODS.get(n), capability)]
+def method_prunable(entry: SparseMethod, exp: Experiment) -> Prunable:
+  """The leaves `entry` prunes: the experiment's, less the `output` layer (every lotto
+  model's last layer) for a method that keeps it dense (SRigL)."""
+  if not entry.dense_output:
+    return exp.prunable
+  names = masks_lib.leaf_names(exp.params_shape)
+  flags, treedef = jax.tree.flatten(exp.prunable)
+  return jax.tree.unflatten(treedef, [f and not n.startswith("output/")
+                                      for n, f in zip(names, flags)])
+
+
+def _check_fan_in(entry: SparseMethod, distribution: str, exp: Experiment) -> None:
+  """One-line errors: constant fan-in start masks for a method that starts dense, a
+  constant fan-in method from another distribution, a prunable leaf with no output units."""
+  method = entry.name
+  if distribution == FANIN and entry.starts_dense:
+    raise ConfigError(f"sparse.distribution='fanin' draws constant fan-in start masks, but "
+                      f"sparse.method={method!r} starts dense; valid choices for {method}: "
+                      f"auto, uniform, erk (fanin is for {_which('starts_dense', negate=True)})")
+  if entry.constant_fan_in and distribution != FANIN:
+    raise ConfigError(f"sparse.method={method!r} keeps a constant fan-in per output unit, so "
+                      f"it starts from constant fan-in masks; got sparse.distribution="
+                      f"{distribution!r}; valid choices for {method}: auto, fanin")
+  if distribution != FANIN:
+    return
+  leaves = jax.tree.leaves(exp.params_shape)
+  for name, leaf, flag in zip(masks_lib.leaf_names(exp.params_shape), leaves,
+                              jax.tree.leaves(method_prunable(entry, exp))):
+    if flag and len(leaf.shape) < 2:
+      raise ConfigError(f"sparse.distribution='fanin' keeps k inputs per output unit of Dense "
+                        f"and Conv kernels (rank >= 2); prunable leaf {name} has shape "
+                        f"{tuple(leaf.shape)}: leave it out (masks.include / masks.exclude) or "
+                        "use sparse.distribution uniform or erk")
+
+
+def _which(capability: str, joiner: str = ", ", quoted: bool = False,
+           negate: bool = False) -> str:
+  """The registered methods that have `capability` (a `SparseMethod` flag; with `negate`,
+  that lack it), for messages."""
+  names = [n for n in SPARSE_METHODS.names()
+           if bool(getattr(SPARSE_METHODS.get(n), capability)) != negate]
   return joiner.join(repr(n) if quoted else n for n in names)
 
 

@@ -13,6 +13,14 @@
 - `set` / `rigl`: a random (ERK) or topology start mask whose layers drop
   and regrow `drop_fraction` of their survivors every `update_every` steps
   until `stop`, regrowing at random (SET) or by |dense gradient| (RigL).
+- `srigl`: RigL per output unit (Lasby et al.): a constant fan-in start mask
+  (`distribution = "fanin"`, or a constant fan-in topology) in which every
+  unit drops and regrows round(drop_fraction * k) of its k inputs, so the
+  fan-in stays constant; the `output` layer stays dense; optional neuron
+  ablation (`ablation_threshold`).
+
+`distribution = "fanin"` draws every start mask (static, set, rigl, srigl)
+with exactly k = max(1, round(d * fan_in)) inputs per output unit.
 
 Masks change inside the compiled train step (`lotto.dynamic`); the log of
 every update is part of the TrainState, so a killed run resumes with it.
@@ -24,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -31,12 +40,13 @@ from lotto import dynamic
 from lotto.core import masks as masks_lib
 from lotto.core.distributions import layer_distribution, layer_sizes
 from lotto.core.errors import ConfigError
+from lotto.core.fanin import FANIN, constant_fan_in, fanin_masks
 from lotto.core.rng import purpose_key
 from lotto.jobs.condensed_execution import Condensed, condensed_setup, condensed_starts
 from lotto.jobs.experiment import Experiment, create_experiment, job
 from lotto.jobs.replicas import Replicas, cell_replicas, create_replicas, finish, run_seeds
 from lotto.dynamic.methods import SPARSE_METHODS, MethodInputs, SparseSettings
-from lotto.jobs.sparse_settings import sparse_settings
+from lotto.jobs.sparse_settings import method_prunable, sparse_settings
 from lotto.jobs.topology import topology_masks
 from lotto.runtime import runs
 from lotto.runtime.devices import note
@@ -52,18 +62,31 @@ def _layer_densities(exp: Experiment, settings: SparseSettings) -> dict[str, flo
 
 def start_masks(exp: Experiment, settings: SparseSettings):
   """The mask training starts from: dense (gmp, dsd), the topology's, or random at the
-  layer densities of `sparse.distribution` (static, set, rigl)."""
-  if SPARSE_METHODS.get(settings.method).starts_dense:
+  layer densities of `sparse.distribution` (static, set, rigl, srigl; constant fan-in
+  with "fanin").
+
+  Raises:
+    ConfigError: a topology for a method that starts dense, or a start mask that is not
+      constant fan-in for a method that needs one (naming the layer).
+  """
+  entry = SPARSE_METHODS.get(settings.method)
+  if entry.starts_dense:
     if exp.topology.name != "none":
       raise ConfigError(f"sparse.method={settings.method!r} starts dense; a topology is the "
                         f"start mask of {', '.join(_starting_sparse())} (or of a train run): set "
                         "topology.name='none' or another sparse.method")
     return None
   chosen = topology_masks(exp.topology, exp.params_shape, exp.prunable, exp.seed)
-  if chosen is not None:
-    return chosen
-  return masks_lib.random_masks(purpose_key(exp.seed, "sparse_mask"), exp.params_shape,
-                                exp.prunable, _layer_densities(exp, settings))
+  if chosen is None:
+    draw = fanin_masks if settings.distribution == FANIN else masks_lib.random_masks
+    chosen = draw(purpose_key(exp.seed, "sparse_mask"), exp.params_shape, exp.prunable,
+                  _layer_densities(exp, settings))
+  if entry.constant_fan_in:  # a topology's wiring, say
+    for name, mask, flag in zip(masks_lib.leaf_names(chosen), jax.tree.leaves(chosen),
+                                jax.tree.leaves(exp.prunable)):
+      if flag:
+        constant_fan_in(mask, name)
+  return chosen
 
 
 def _starting_sparse() -> list[str]:
@@ -90,6 +113,8 @@ def build_sparse_run(config: ml_collections.ConfigDict):
   """
   exp = create_experiment(config)
   settings = sparse_settings(config, exp)
+  exp = dataclasses.replace(exp, prunable=method_prunable(SPARSE_METHODS.get(settings.method),
+                                                          exp))
   method = mask_update(exp, settings)
   scaled = SPARSE_METHODS.get(settings.method).lr_scale(settings)
   if scaled is not None:

@@ -97,6 +97,7 @@ LEGACY_FIELDS: dict[tuple[str | None, str], Any] = {
     ("model", "patch"): 0,
     ("data", "image_size"): 0,
     ("sparse", "execution"): "masked",
+    ("sparse", "ablation_threshold"): 0.0,
 }
 
 
@@ -114,6 +115,7 @@ NEUTRAL_FIELDS: dict[tuple[str | None, str], Any] = {
     ("model", "patch"): 0,
     ("data", "image_size"): 0,
     ("sparse", "execution"): "masked",
+    ("sparse", "ablation_threshold"): 0.0,
 }
 
 

@@ -26,7 +26,7 @@ def test_a_new_method_is_one_registry_entry(tiny_config, tmp_path, monkeypatch):
   # Its default distribution (uniform): every layer at 25 % (round(0.25 * n) weights).
   assert results["layer_densities"] == {"hidden_0/kernel": 320 / 1280,
                                         "hidden_1/kernel": 256 / 1024, "output/kernel": 80 / 320}
-  assert "sparse_train sparsity during training: static, gmp, dsd, set, rigl, late_rigl" in \
-      help_text()
+  assert ("sparse_train sparsity during training: static, gmp, dsd, set, rigl, srigl, "
+          "late_rigl") in help_text()
   assert "\nlate_rigl " in accuracy_table([{**results, "seed": 0}])
   assert density_schedule(results)[1][0] == 0.25  # the report knows it does not start dense

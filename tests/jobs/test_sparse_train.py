@@ -199,7 +199,7 @@ def test_cli_runs_a_static_and_a_dynamic_method_in_a_sparse_sweep(tmp_path):
 
 @pytest.mark.parametrize("field, value, message", [
     ("method", "lottery", "unknown sparse.method 'lottery'; valid choices: static, gmp, dsd, "
-                          "set, rigl"),
+                          "set, rigl, srigl"),
     ("density", 0.0, "sparse.density must lie in (0, 1]"),
     ("density", 1.5, "sparse.density must lie in (0, 1]"),
     ("update_every", "0it", "sparse.update_every must be between 1 step and the training length"),
