@@ -53,6 +53,8 @@ class Dataset:
     train_source: the training examples on disk when they are not in host memory.
     val_source, test_source: the evaluation splits on disk when they are streamed too
       (a dataset cropped on the host).
+    language_model: labels are next tokens (characters): the loss is nats per token,
+      and evaluation also reports bits per character and perplexity.
   """
   name: str
   num_classes: int
@@ -70,6 +72,7 @@ class Dataset:
   train_source: Examples | None = None
   val_source: Examples | None = None
   test_source: Examples | None = None
+  language_model: bool = False
 
   def train_examples(self) -> Examples:
     """The training examples as a random-access source (what `stream` reads)."""
@@ -113,6 +116,7 @@ class DatasetSpec:
       `cropped_images.RaggedImages`).
     image_size: > 0 for a dataset cropped on the host: the default side of its views
       (`data.image_size` overrides it); 0: examples are used as stored.
+    language_model: next-token labels (`Dataset.language_model`).
   """
   loader: Callable[[str, str | None, bool, str | None], dict]
   num_classes: int
@@ -120,6 +124,7 @@ class DatasetSpec:
   mean: tuple[float, ...]
   std: tuple[float, ...]
   augment: bool
+  language_model: bool = False
   image_size: int = 0
 
 
@@ -160,7 +165,7 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 DATASETS.register("mnist1d", DatasetSpec(_mnist1d, 10, 1.0, (0.0,), (1.0,), False))
 DATASETS.register("mnist_5k", DatasetSpec(_mnist_5k, 10, 1 / 255, (0.1307,), (0.3081,), False))
 DATASETS.register("shakespeare_char", DatasetSpec(_shakespeare_char, VOCAB_SIZE, 1.0, (0.0,),
-                                                 (1.0,), False))
+                                                 (1.0,), False, language_model=True))
 DATASETS.register("mnist", DatasetSpec(_tfds, 10, 1 / 255, (0.1307,), (0.3081,), False))
 DATASETS.register("fashion_mnist", DatasetSpec(_tfds, 10, 1 / 255, (0.2860,), (0.3530,), False))
 DATASETS.register("cifar10", DatasetSpec(_tfds, 10, 1 / 255, (0.4914, 0.4822, 0.4465),
@@ -228,7 +233,7 @@ def load_dataset(name: str, validation_size: int = 0, data_dir: str | None = Non
     return _cropped(name, spec, raw, size, augment, train_idx, val_idx)
   fields = dict(name=name, num_classes=spec.num_classes, x_test=raw["x_test"],
                 y_test=raw["y_test"].astype(np.int32), scale=spec.scale, mean=spec.mean,
-                std=spec.std, augment=augment)
+                std=spec.std, augment=augment, language_model=spec.language_model)
   if source is None:  # the whole dataset in memory
     x_train, y_train = raw["x"][train_idx], raw["y"][train_idx].astype(np.int32)
     chosen = choose_pipeline(pipeline, x_train.nbytes + y_train.nbytes, resident_limit_mb,
@@ -271,4 +276,5 @@ def _cropped(name: str, spec: DatasetSpec, raw: dict, size: int, augment: bool,
                  x_val=None, y_val=None, x_test=None, y_test=None, scale=spec.scale,
                  mean=spec.mean, std=spec.std, augment=False, pipeline="stream",
                  train_source=Subset(source, train_idx), val_source=Subset(source, val_idx),
-                 test_source=CroppedImages(raw["test"], size, augment=False))
+                 test_source=CroppedImages(raw["test"], size, augment=False),
+                 language_model=spec.language_model)

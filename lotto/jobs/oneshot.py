@@ -50,6 +50,7 @@ from lotto.jobs.oneshot_walk import EvalForward, PrunedNetwork, prune_network
 from lotto.jobs.replicas import check_memory, pool
 from lotto.runtime import runs
 from lotto.runtime.devices import note
+from lotto.train.evaluate import LANGUAGE_METRICS, prefixed
 from lotto.train.loop import train_replicas
 from lotto.train.state import TrainState, create_train_state
 from lotto.train.trainer import Trainer
@@ -58,8 +59,11 @@ MASK_FILE = masks_lib.MASK_FILE
 DRAW_FILE = "draw.json"
 FINETUNE_DIR = "finetune"
 # Per-draw metrics pooled over the draws (mean, std, values) when there are several.
+# (A language model's draws also pool bits per character and perplexity.)
 POOLED = ("pruned_test_accuracy", "pruned_test_loss", "finetuned_test_accuracy",
-          "finetuned_test_loss", "final_test_accuracy", "final_test_loss", "achieved_density")
+          "finetuned_test_loss", "final_test_accuracy", "final_test_loss", "achieved_density",
+          *(f"{stage}_test_{k}" for stage in ("pruned", "finetuned", "final")
+            for k in LANGUAGE_METRICS))
 CALIBRATION_CHUNK = 64  # calibration examples per forward pass
 
 
@@ -162,8 +166,7 @@ def _prune_draw(exp: Experiment, settings: OneShotRunSettings, source: SourceRun
           "achieved_density": masks_lib.density(network.masks, exp.prunable),
           "layer_densities": masks_lib.layer_densities(network.masks, exp.prunable),
           "layers": network.layers, "prune_time_s": elapsed,
-          "pruned_test_accuracy": test["accuracy"], "pruned_test_loss": test["loss"],
-          "final_test_accuracy": test["accuracy"], "final_test_loss": test["loss"]}
+          **prefixed(test, "pruned_test"), **prefixed(test, "final_test")}
   if exp.verbose >= 2:
     note(f"{settings.method.name} {settings.structure} calibration draw {seed}: test accuracy "
          f"{test['accuracy']:.2%} ({elapsed:.1f} s)")
@@ -193,12 +196,11 @@ def _finetune(exp: Experiment, settings: OneShotRunSettings, source: SourceRun,
   _, summaries = train_replicas(trainer, [os.path.join(d, FINETUNE_DIR) for d in directories],
                                 starts, label=f"{settings.method.name} fine-tune")
   for draw, summary in zip(draws, summaries):
-    draw.update(finetuned_test_accuracy=summary["final_test_accuracy"],
-                finetuned_test_loss=summary["final_test_loss"],
+    final = {k: summary[f"final_test_{k}"] for k in ("accuracy", "loss", *LANGUAGE_METRICS)
+             if f"final_test_{k}" in summary}
+    draw.update(**prefixed(final, "finetuned_test"),
                 finetune_early_stop_test_accuracy=summary["early_stop_test_accuracy"],
-                finetune_history=summary["history"],
-                final_test_accuracy=summary["final_test_accuracy"],
-                final_test_loss=summary["final_test_loss"],
+                finetune_history=summary["history"], **prefixed(final, "final_test"),
                 finetune_time_s=summary.get("wall_time_s", 0.0))
 
 
@@ -218,7 +220,7 @@ def _results(exp: Experiment, settings: OneShotRunSettings, source: SourceRun,
       "calibration_seeds": list(settings.calibration_seeds),
       "damp": settings.method_settings.damp, "block": settings.method_settings.block,
       "finetune_steps": settings.finetune_steps,
-      "dense_test_accuracy": dense["accuracy"], "dense_test_loss": dense["loss"],
+      **prefixed(dense, "dense_test"),
       "complete": True, "wall_time_s": wall_time}
   if settings.population:
     return {**results, "draws": draws, "pooled": pool_draws(draws)}

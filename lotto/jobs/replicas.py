@@ -37,7 +37,9 @@ from lotto.train.condensed_state import CondensedLayout
 from lotto.train.state import TrainState
 from lotto.train.trainer import Trainer
 
-POOLED_METRICS = ("final_test_accuracy", "early_stop_test_accuracy", "final_test_loss", "density")
+# (A language model's results also pool its bits per character and perplexity.)
+POOLED_METRICS = ("final_test_accuracy", "early_stop_test_accuracy", "final_test_loss", "density",
+                  "final_test_bpc", "final_test_perplexity")
 
 
 def seed_dir(workdir: str, seed: int) -> str:

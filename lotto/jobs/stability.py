@@ -122,6 +122,8 @@ def run_stability(config: ml_collections.ConfigDict, workdir: str) -> dict:
       mask = runs.read_masks(os.path.join(level_path, masks_lib.MASK_FILE), theta_k.masks)
       state_a = load_state(level_path, exp.total_steps, theta_k)
       record["ticket_accuracy"] = ticket["final_test_accuracy"]
+      if "final_test_perplexity" in ticket:  # a language model's
+        record["ticket_perplexity"] = ticket["final_test_perplexity"]
       record["ticket_density"] = ticket["density"]
       record["sparse"] = _pair(trainer, os.path.join(kdir, "sparse"), rewind(theta_k, mask, exp.tx),
                                settings.points, f"k={k} sparse", state_a=state_a)

@@ -33,13 +33,13 @@ def imp_series(results: list[dict]) -> dict[tuple[str, tuple[float, int]], list[
   return groups
 
 
-def _mean_std(values: list[float | None], scale: float = 100.0) -> str:
+def _mean_std(values: list[float | None], scale: float = 100.0, digits: int = 1) -> str:
   values = [v for v in values if v is not None]
   if not values:
     return "-"
   if len(values) == 1:
-    return f"{scale * values[0]:.1f}"
-  return f"{scale * np.mean(values):.1f}+-{scale * np.std(values):.1f}"
+    return f"{scale * values[0]:.{digits}f}"
+  return f"{scale * np.mean(values):.{digits}f}+-{scale * np.std(values):.{digits}f}"
 
 
 def imp_table(results: list[dict]) -> str:
@@ -49,7 +49,11 @@ def imp_table(results: list[dict]) -> str:
   branch_names = sorted({s for s, _ in groups if s != "ticket"})
   rows_keys = sorted({k for s, k in groups if s == "ticket"},
                      key=lambda k: -np.mean([r["density"] for r in groups[("ticket", k)]]))
+  # A language model's runs (perplexity in their records) also show the ticket's.
+  language = any(r.get("final_test_perplexity") is not None
+                 for (series, _), records in groups.items() if series == "ticket" for r in records)
   columns = ["level", "density %", "n", "ticket", "ticket early-stop", "early-stop step"]
+  columns += ["ticket ppl", "ticket bpc"] if language else []
   columns += branch_names
   rows = []
   for key in rows_keys:
@@ -59,12 +63,16 @@ def imp_table(results: list[dict]) -> str:
            _mean_std([r["final_test_accuracy"] for r in ticket]),
            _mean_std([r.get("early_stop_test_accuracy") for r in ticket]),
            f"{np.mean(steps):.0f}" if steps else "-"]
+    if language:
+      row += [_mean_std([r.get(f"final_test_{k}") for r in ticket], 1.0, 3)
+              for k in ("perplexity", "bpc")]
     for name in branch_names:
       row.append(_mean_std([r["final_test_accuracy"] for r in groups.get((name, key), [])]))
     rows.append(row)
   widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
   lines = [f"IMP: final test accuracy (%) of the ticket and each branch, early-stop accuracy and "
-           f"step of the ticket; {len(results)} run(s), mean +- std where n > 1",
+           f"step of the ticket{', its test perplexity and bits per character' if language else ''}"
+           f"; {len(results)} run(s), mean +- std where n > 1",
            "  ".join(c.rjust(w) for c, w in zip(columns, widths))]
   lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
   return "\n".join(lines)

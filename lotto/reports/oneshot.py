@@ -1,4 +1,5 @@
-"""One-shot pruning report (`config.mode = "oneshot"` runs): test accuracy and loss of the
+"""One-shot pruning report (`config.mode = "oneshot"` runs): test accuracy and loss (and a
+language model's perplexity and bits per character) of the
 trained, pruned and fine-tuned networks by method, structure and density, as mean +- std
 over calibration draws (and over the runs of the same setting, e.g. training seeds), and
 for a single run each layer's density and reconstruction error.
@@ -19,13 +20,27 @@ COLUMNS = (("dense_test_accuracy", "dense acc %", 100.0),
            ("pruned_test_accuracy", "pruned acc %", 100.0),
            ("pruned_test_loss", "pruned loss", 1.0),
            ("finetuned_test_accuracy", "fine-tuned acc %", 100.0))
+# A language model's runs (perplexity in their results) get these columns too.
+LANGUAGE_COLUMNS = (("dense_test_perplexity", "dense ppl", 1.0),
+                    ("pruned_test_perplexity", "pruned ppl", 1.0),
+                    ("pruned_test_bpc", "pruned bpc", 1.0),
+                    ("finetuned_test_perplexity", "fine-tuned ppl", 1.0))
+DENSE_KEYS = ("dense_test_accuracy", "dense_test_perplexity")
 
 
 def draws_of(result: dict) -> list[dict]:
   """A run's calibration draws (a single-draw run is its own draw), each with the run's
   dense metrics."""
   draws = result.get("draws") or [result]
-  return [{**draw, "dense_test_accuracy": result["dense_test_accuracy"]} for draw in draws]
+  dense = {key: result[key] for key in DENSE_KEYS if key in result}
+  return [{**draw, **dense} for draw in draws]
+
+
+def columns_of(results: list[dict]) -> tuple[tuple[str, str, float], ...]:
+  """The table's columns: accuracy and loss, and perplexity and bits per character when a
+  run reports them (a language model's)."""
+  language = any("dense_test_perplexity" in result for result in results)
+  return COLUMNS + (LANGUAGE_COLUMNS if language else ())
 
 
 def _setting(result: dict) -> tuple[str, str, float, int]:
@@ -45,15 +60,16 @@ def oneshot_table(results: list[dict]) -> str:
   groups = collections.defaultdict(list)
   for result in results:
     groups[_setting(result)] += draws_of(result)
+  columns = columns_of(results)
   header = (f"{'method':<10} {'structure':<12} {'density':>8} {'finetune':>9} {'draws':>5} "
-            + " ".join(f"{title:>16}" for _, title, _ in COLUMNS))
+            + " ".join(f"{title:>16}" for _, title, _ in columns))
   lines = ["one-shot pruning of trained runs: test metrics, mean +- std over calibration draws",
            header]
   for setting in sorted(groups):
     method, structure, density, steps = setting
     draws = groups[setting]
     cells = [_cell([d[key] for d in draws if d.get(key) is not None], scale)
-             for key, _, scale in COLUMNS]
+             for key, _, scale in columns]
     lines.append(f"{method:<10} {structure:<12} {density:>8.4g} {f'{steps}it':>9} "
                  f"{len(draws):>5} " + " ".join(f"{cell:>16}" for cell in cells))
   return "\n".join(lines)

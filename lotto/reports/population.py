@@ -11,8 +11,12 @@ from lotto.reports.common import ReportFiles, with_note
 from lotto.runtime import runs
 
 REPORT_FILE = "population_report.txt"
+# Columns a population does not pool (perplexity and bits per character: a language
+# model's only) are left out.
 COLUMNS = (("final_test_accuracy", "final acc %", 100.0),
            ("early_stop_test_accuracy", "early-stop acc %", 100.0),
+           ("final_test_perplexity", "final ppl", 1.0),
+           ("final_test_bpc", "final bpc", 1.0),
            ("density", "density %", 100.0))
 
 

@@ -30,27 +30,39 @@ def _series_label(method: str, ablation: str, at_step: int) -> str:
   return label if at_step == 0 else f"{label} @{at_step}it"
 
 
-def _group(results):
-  """{(method, ablation, at_step, density): [final test accuracy, ...]}."""
+def _group(results, key: str = "final_test_accuracy"):
+  """{(method, ablation, at_step, density): [the runs' `key`, ...]} (final test accuracy)."""
   groups = collections.defaultdict(list)
   for r in results:
-    groups[(*_series(r), round(r["target_density"], 8))].append(r["final_test_accuracy"])
+    groups[(*_series(r), round(r["target_density"], 8))].append(r[key])
   return groups
 
 
 def accuracy_table(results: list[dict]) -> str:
-  """Rows: method (ablation) [@ pruning step]; columns: target density; mean +- std (n)."""
-  groups = _group(results)
+  """Rows: method (ablation) [@ pruning step]; columns: target density; mean +- std (n).
+
+  A language model's runs (perplexity in every result) get a perplexity table after it.
+  """
+  table = _table(results, "final_test_accuracy", "final test accuracy (%)", 100.0, 1)
+  if all(r.get("final_test_perplexity") is not None for r in results):
+    table += "\n\n" + _table(results, "final_test_perplexity", "final test perplexity", 1.0, 2)
+  return table
+
+
+def _table(results: list[dict], key: str, title: str, scale: float, digits: int) -> str:
+  groups = _group(results, key)
   densities = sorted({k[3] for k in groups}, reverse=True)
   rows = sorted({k[:3] for k in groups})
   header = f"{'method (ablation) @step':<32}" + "".join(f"{d:>16.4g}" for d in densities)
-  lines = ["final test accuracy (%) by target density; mean +- std over seeds (n)", header]
+  lines = [f"{title} by target density; mean +- std over seeds (n)", header]
   for series in rows:
     cells = []
     for d in densities:
       values = groups.get((*series, d))
       if values:
-        cells.append(f"{100 * np.mean(values):>7.1f}+-{100 * np.std(values):<4.1f}({len(values)})")
+        cells.append(f"{scale * np.mean(values):>7.{digits}f}+-"
+                     f"{scale * np.std(values):<4.{digits}f}"
+                     f"({len(values)})")
       else:
         cells.append(f"{'-':>16}")
     lines.append(f"{_series_label(*series):<32}" + "".join(f"{c:>16}" for c in cells))

@@ -54,9 +54,10 @@ def series_label(method: str, topology: str = "none", control: str = "none") -> 
   return f"{method} ({topology})" if control == "none" else f"{method} ({topology}, {control})"
 
 
-def _mean_std_n(values: list[float], scale: float = 100.0) -> str:
+def _mean_std_n(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
   """"mean+-std (n)" at one decimal, e.g. [0.90, 0.92] -> "91.0+-1.0 (2)"."""
-  return f"{scale * np.mean(values):.1f}+-{scale * np.std(values):.1f} ({len(values)})"
+  return (f"{scale * np.mean(values):.{digits}f}+-{scale * np.std(values):.{digits}f} "
+          f"({len(values)})")
 
 
 def _aligned(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -117,6 +118,9 @@ def mask_update_table(result: dict) -> str:
   lines.append(f"final: test accuracy {_percent(result['final_test_accuracy'])}%, "
                f"test loss {'-' if loss is None else f'{loss:.4f}'}, "
                f"density {_percent(result['density'], 2)}%")
+  if result.get("final_test_perplexity") is not None:  # a language model's
+    lines.append(f"final: test perplexity {result['final_test_perplexity']:.3f}, "
+                 f"bits per character {result['final_test_bpc']:.4f}")
   if result.get("early_stop_step") is not None:
     lines.append(f"early stop (min val loss): step {result['early_stop_step']}, "
                  f"test accuracy {_percent(result.get('early_stop_test_accuracy'))}%")
@@ -172,6 +176,21 @@ def accuracy_table(results: list[dict]) -> str:
         _mean_std_n([r["final_test_accuracy"] for r in groups[(series, d)]])
         if (series, d) in groups else "-" for d in densities])
   lines = ["final test accuracy (%) by method and target density; mean+-std over seeds (n)"]
+  return "\n".join(lines + _aligned(["method"] + [f"{d:.4g}" for d in densities], rows))
+
+
+def perplexity_table(results: list[dict]) -> str:
+  """A language model's runs: final test perplexity "mean+-std (n)" over seeds by method
+  and target density ("" when a run has no perplexity)."""
+  if any(r.get("final_test_perplexity") is None for r in results):
+    return ""
+  groups = _group(results)
+  densities = sorted({d for _, d in groups}, reverse=True)
+  rows = [[series_label(*series)] + [
+      _mean_std_n([r["final_test_perplexity"] for r in groups[(series, d)]], 1.0, 3)
+      if (series, d) in groups else "-" for d in densities]
+      for series in sorted({s for s, _ in groups}, key=_series_key)]
+  lines = ["final test perplexity by method and target density; mean+-std over seeds (n)"]
   return "\n".join(lines + _aligned(["method"] + [f"{d:.4g}" for d in densities], rows))
 
 
@@ -277,7 +296,9 @@ def write_sparse_train_report(workdir: str, results: list[dict] | None = None,
   elif len(shown) == 1:
     tables = [mask_update_table(shown[0])]
   else:
-    tables = [f"{accuracy_table(shown)}\n\n{density_table(shown)}"]
+    perplexity = perplexity_table(shown)
+    tables = [f"{accuracy_table(shown)}\n\n{density_table(shown)}"
+              + (f"\n\n{perplexity}" if perplexity else "")]
   return finish_report(os.path.join(workdir, REPORT_FILE), tables, lines,
                        lambda: _plots(shown, workdir), outputs)
 

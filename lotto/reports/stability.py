@@ -19,16 +19,20 @@ def _number(value: float | None, scale: float, width: int, digits: int) -> str:
 
 
 def stability_table(result: dict) -> str:
-  """One row per rewind step: instability (dense, sparse) and ticket accuracy."""
+  """One row per rewind step: instability (dense, sparse) and ticket accuracy (and a
+  language model's ticket perplexity)."""
+  language = any("ticket_perplexity" in r for r in result["rewind"])
   lines = [f"instability = max test error on the {result['points']}-point path - mean endpoint "
            "error (percentage points)",
-           f"{'k (steps)':>10} {'dense':>8} {'sparse':>8} {'ticket acc %':>13} {'density %':>10}"]
+           f"{'k (steps)':>10} {'dense':>8} {'sparse':>8} {'ticket acc %':>13} {'density %':>10}"
+           + (f" {'ticket ppl':>10}" if language else "")]
   for r in result["rewind"]:
     sparse = r.get("sparse")
     lines.append(f"{r['rewind_step']:>10} {_number(r['dense']['instability'], 100, 8, 2)} "
                  f"{_number(sparse['instability'] if sparse else float('nan'), 100, 8, 2)} "
                  f"{_number(r.get('ticket_accuracy', float('nan')), 100, 13, 1)} "
-                 f"{_number(r.get('ticket_density', float('nan')), 100, 10, 2)}")
+                 f"{_number(r.get('ticket_density', float('nan')), 100, 10, 2)}"
+                 + (f" {_number(r.get('ticket_perplexity'), 1, 10, 2)}" if language else ""))
   return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""Evaluation: loss and accuracy over padded on-device batches, and early stopping."""
+"""Evaluation: loss and accuracy over padded on-device batches (with bits per character
+and perplexity for language models), and early stopping."""
 from __future__ import annotations
 
 import dataclasses
@@ -54,6 +55,36 @@ def make_eval_fn(apply_fn: ApplyFn, inputs: InputSpec, batched: bool = False,
   return jax.jit(evaluate)
 
 
+# What a language model's evaluation reports beyond loss and accuracy (`language_metrics`).
+LANGUAGE_METRICS = ("bpc", "perplexity")
+
+
+def language_metrics(loss: float) -> dict[str, float]:
+  """Bits per character and perplexity of a mean loss in nats per character (token).
+
+  Returns:
+    {"bpc": loss / ln 2, "perplexity": exp(loss)} (perplexity inf when exp overflows).
+  """
+  loss = float(loss)
+  perplexity = math.inf if loss > 709.0 else math.exp(loss)  # exp overflows float64 at ~709.8
+  return {"bpc": loss / math.log(2.0), "perplexity": perplexity}
+
+
+def split_metrics(loss: float, accuracy: float, language_model: bool) -> dict[str, float]:
+  """A split's (or the train steps') mean metrics: loss and accuracy, and for a language
+  model also its bits per character and perplexity (`language_metrics`)."""
+  metrics = {"loss": float(loss), "accuracy": float(accuracy)}
+  if language_model:
+    metrics.update(language_metrics(loss))
+  return metrics
+
+
+def prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+  """{f"{prefix}_{name}": value}: a split's metrics as results or history keys
+  ("test" -> test_loss, test_accuracy[, test_bpc, test_perplexity])."""
+  return {f"{prefix}_{name}": value for name, value in metrics.items()}
+
+
 @dataclasses.dataclass
 class EvalSet:
   """An evaluation split on the device, padded into equal batches."""
@@ -81,11 +112,19 @@ class EvalSet:
 
 
 def early_stopping(history: list[dict]) -> dict:
-  """The evaluation with minimum finite validation loss (None fields if there is none)."""
+  """The evaluation with minimum finite validation loss (None fields if there is none).
+
+  A language model's history (test_bpc and test_perplexity in its records) also gives
+  the early-stopping test loss, bits per character and perplexity.
+  """
+  language = any("test_perplexity" in h for h in history)
+  extra = ("test_loss",) + tuple(f"test_{k}" for k in LANGUAGE_METRICS) if language else ()
   # A diverged evaluation (NaN or inf loss) is never the best one.
   with_val = [h for h in history if "val_loss" in h and math.isfinite(h["val_loss"])]
   if not with_val:
-    return {"early_stop_step": None, "early_stop_test_accuracy": None, "early_stop_val_loss": None}
+    return {"early_stop_step": None, "early_stop_test_accuracy": None, "early_stop_val_loss": None,
+            **{f"early_stop_{k}": None for k in extra}}
   best = min(with_val, key=lambda h: (h["val_loss"], h["step"]))
   return {"early_stop_step": best["step"], "early_stop_test_accuracy": best["test_accuracy"],
-          "early_stop_val_loss": best["val_loss"]}
+          "early_stop_val_loss": best["val_loss"],
+          **{f"early_stop_{k}": best.get(k) for k in extra}}

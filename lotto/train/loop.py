@@ -27,7 +27,7 @@ from lotto.runtime.checkpoints import Checkpointer, ReplicaCheckpoints
 from lotto.runtime.devices import note
 from lotto.runtime.metrics import (HistoryWriter, MetricWriter, ProgressWriter, TensorBoardWriter,
                                    progress_mode)
-from lotto.train.evaluate import early_stopping
+from lotto.train.evaluate import LANGUAGE_METRICS, early_stopping, prefixed, split_metrics
 from lotto.train.hooks import Hook
 from lotto.train.state import TrainState
 from lotto.train.trainer import Trainer
@@ -47,7 +47,8 @@ def train_replicas(trainer: Trainer, directories: Sequence[str],
   `eval_every` and `checkpoint_every`, at every kept step, at every hook's
   next step and at `end_step`. At a block's end, first the hooks due there run
   (each may replace the state), then at evaluation steps each replica's record
-  {step, train_loss, train_accuracy, val_*, test_*} goes to its history, and
+  {step, train_loss, train_accuracy, val_*, test_*} (a language model's also *_bpc and
+  *_perplexity) goes to its history, and
   the same record plus the learning rate and the global and per-layer density
   ("density/<layer>") to the writers; then every replica's checkpoint (state,
   history and wall time so far) is saved at multiples of `checkpoint_every`,
@@ -278,7 +279,9 @@ def write_evaluation(trainer: Trainer, state: TrainState, step: int,
   evaluations = {split: trainer.evaluate(state, split) for split in ("val", "test")}
   records = []
   for index, recorder in enumerate(recorders):
-    record = {"train_loss": metrics["loss"][index], "train_accuracy": metrics["accuracy"][index]}
+    train = split_metrics(metrics["loss"][index], metrics["accuracy"][index],
+                          exp.dataset.language_model)
+    record = prefixed(train, "train")
     for split, per_replica in evaluations.items():
       record.update({f"{split}_{k}": v for k, v in per_replica[index].items()})
     recorder.write_scalars(step, record)
@@ -306,6 +309,7 @@ def summary_of(exp, state: TrainState, history: list[dict], test: dict[str, floa
   return {
       "final_test_accuracy": test["accuracy"],
       "final_test_loss": test["loss"],
+      **{f"final_test_{k}": test[k] for k in LANGUAGE_METRICS if k in test},
       **early_stopping(history),
       "density": masks_lib.density(state.masks, exp.prunable),
       "layer_densities": masks_lib.layer_densities(state.masks, exp.prunable),

@@ -31,7 +31,7 @@ from lotto.runtime import devices
 from lotto.train.block import make_train_block
 from lotto.train.condensed_state import CondensedLayout, report_view
 from lotto.train.condensed_step import make_condensed_eval_fn, make_condensed_step
-from lotto.train.evaluate import make_eval_fn
+from lotto.train.evaluate import make_eval_fn, split_metrics
 from lotto.train.feed import StreamFeed
 from lotto.train.optim import Schedule
 from lotto.train.state import TrainState
@@ -204,7 +204,8 @@ class Trainer:
     return np.stack(rows, axis=1) if self.batched else rows[0]
 
   def evaluate(self, state: TrainState, split: str) -> list[dict[str, float]]:
-    """Per replica: mean loss and accuracy on "val" or "test" (BN in eval mode); {} if the
+    """Per replica: mean loss and accuracy on "val" or "test" (BN in eval mode), for a
+    language model also bits per character and perplexity (`split_metrics`); {} if the
     split is empty."""
     data = self.splits[split]
     count = state.step.shape[0] if self.batched else 1
@@ -217,5 +218,6 @@ class Trainer:
           state.params, state.masks, state.batch_stats, data.x, data.y, data.weights))
     if not self.batched:
       loss, correct = [loss], [correct]
-    return [{"loss": float(l) / data.size, "accuracy": float(c) / data.size}
+    language_model = self.experiment.dataset.language_model
+    return [split_metrics(float(l) / data.size, float(c) / data.size, language_model)
             for l, c in zip(loss, correct)]
