@@ -11,7 +11,7 @@ from lotto import pruning
 from lotto.core import ablations, distributions, schedules, selection
 from lotto.core import masks as masks_lib
 from lotto.core.errors import ConfigError
-from lotto.core.scores import GRASP_PARAMS, SCORES
+from lotto.core.scores import GRASP_PARAMS
 from lotto.core.structure import Structure, check_shapes, parse_structure
 from lotto.jobs import backend, validators
 from lotto.jobs.experiment import Experiment
@@ -42,7 +42,7 @@ def prune_settings_from_config(config: ml_collections.ConfigDict,
                                exp: Experiment) -> PruneSettings:
   """Validates `config.prune` (one-line ConfigErrors listing valid values)."""
   p = config.prune
-  SCORES.get(p.method)
+  pruning.check_method(p.method, exp.model, config.model.name)
   if p.compression:
     density = 10.0 ** (-validators.positive_number(p.compression, "prune.compression"))
   else:

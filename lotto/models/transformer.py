@@ -27,10 +27,19 @@ Initialisation: Dense kernels and biases follow the model's init scheme
 (`layers.dense`: "torch", "kaiming" or "flax"); embeddings, the class token and the
 position embeddings are N(0, 0.02^2) as in GPT-2 and ViT; LayerNorms start at scale 1,
 bias 0 (epsilon 1e-5, PyTorch's). There is no dropout: `train` changes nothing.
+
+Not positively homogeneous (`NON_HOMOGENEOUS_PARTS`, declared by both classes): LayerNorm
+divides by its input's spread (scaling its input changes nothing after it),
+softmax(c s) is not c softmax(s), and GELU(x) != x GELU'(x). SynFlow's linearisation
+(|theta|, an all-ones input) and the conservation law it rests on (Tanaka et al. 2020,
+proved for activations with phi(x) = phi'(x) x) do not hold, so `lotto.pruning` refuses
+SynFlow on these models; GraSP, SNIP and the other data-dependent scores only
+differentiate the loss and apply (`lotto.pruning.methods_for`).
 """
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -45,6 +54,8 @@ PRUNABLE_INCLUDE = r"^block_\d+/(attention/(query|key|value|out)|mlp/(fc_in|fc_o
 EMBEDDING_STD = 0.02
 LAYER_NORM_EPSILON = 1e-5
 MLP_RATIO = 4
+# What keeps the family from being positively homogeneous in its weights.
+NON_HOMOGENEOUS_PARTS = ("LayerNorm", "softmax attention", "GELU")
 
 
 def _check_shape(width: int, heads: int, layers: int) -> None:
@@ -142,6 +153,7 @@ class GPT(nn.Module):
   width: int = 128
   context: int = 128
   init_scheme: str = "torch"
+  non_homogeneous_parts: ClassVar[tuple[str, ...]] = NON_HOMOGENEOUS_PARTS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -226,6 +238,7 @@ class ViT(nn.Module):
   heads: int = 4
   width: int = 64
   init_scheme: str = "torch"
+  non_homogeneous_parts: ClassVar[tuple[str, ...]] = NON_HOMOGENEOUS_PARTS
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

@@ -7,8 +7,10 @@ finished run works layer by layer on calibration statistics of each layer's
 inputs: magnitude and Wanda masks (`oneshot`), SparseGPT's reconstruction
 (`sparsegpt`), and the registry a job picks them from (`oneshot_methods`).
 """
-from lotto.pruning.at_init import COUNT_RULES, default_iterations, prune, round_counts
+from lotto.pruning.at_init import (COUNT_RULES, HOMOGENEOUS_ONLY, check_method, default_iterations,
+                                   methods_for, prune, round_counts)
 from lotto.pruning.oneshot_methods import ONESHOT_METHODS, OneShotMethod, OneShotSettings
 
-__all__ = ["COUNT_RULES", "ONESHOT_METHODS", "OneShotMethod", "OneShotSettings",
-           "default_iterations", "prune", "round_counts"]
+__all__ = ["COUNT_RULES", "HOMOGENEOUS_ONLY", "ONESHOT_METHODS", "OneShotMethod",
+           "OneShotSettings", "check_method", "default_iterations", "methods_for", "prune",
+           "round_counts"]

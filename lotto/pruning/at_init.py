@@ -23,6 +23,48 @@ from lotto.core.structure import Structure
 from lotto.core.types import Masks, Params, Prunable, PyTree
 
 
+# Scores defined only for positively homogeneous networks: SynFlow's |theta| and all-ones
+# input linearise the network, and its conservation law (Tanaka et al. 2020, Theorems 1-3)
+# holds only for activations with phi(x) = phi'(x) x (ReLU, max pooling, eval-mode BN).
+HOMOGENEOUS_ONLY = ("synflow",)
+
+
+def non_homogeneous_parts(model) -> tuple[str, ...]:
+  """The parts that make `model` not positively homogeneous in its weights, as its family
+  declares them (`non_homogeneous_parts`, a class attribute; absent: none)."""
+  return tuple(getattr(model, "non_homogeneous_parts", ()))
+
+
+def methods_for(model) -> list[str]:
+  """The pruning methods that apply to `model`: every registered score, less the
+  `HOMOGENEOUS_ONLY` ones when the model declares non-homogeneous parts (the transformers:
+  LayerNorm, softmax attention, GELU)."""
+  homogeneous = not non_homogeneous_parts(model)
+  return [m for m in SCORES.names() if homogeneous or m not in HOMOGENEOUS_ONLY]
+
+
+def check_method(method: str, model, name: str | None = None) -> None:
+  """Refuses a method that is not defined for `model` (see `methods_for`).
+
+  Args:
+    method: a pruning method name.
+    model: the Flax module to be pruned (None: nothing to check).
+    name: the model's name for the message (default: its class name).
+
+  Raises:
+    ConfigError: an unknown method, or one the model's family rules out (one line naming
+      the method, the model, why, and the methods that apply).
+  """
+  SCORES.get(method)
+  if model is None or method in methods_for(model):
+    return
+  name = name or type(model).__name__
+  raise ConfigError(
+      f"prune.method {method!r} needs a positively homogeneous network (its conservation law "
+      f"assumes ReLU-like layers); model {name!r} has {', '.join(non_homogeneous_parts(model))}: "
+      f"use one of {', '.join(methods_for(model))}")
+
+
 def default_iterations(method: str) -> int:
   """100 rounds for SynFlow, 1 (single-shot) for every other method."""
   return 100 if method == "synflow" else 1
@@ -85,9 +127,12 @@ def prune(method: str, ctx: ScoringContext, params: Params, masks: Masks, prunab
     [rounds, prunable layers in flattening order] if `with_round_counts`.
 
   Raises:
-    ConfigError: unknown method/scope/schedule or bad density.
+    ConfigError: unknown method/scope/schedule or bad density, or a method the model
+      (`ctx.apply_fn`'s module, when it is a bound `Module.apply`) rules out
+      (`check_method`).
   """
   fn = SCORES.get(method)
+  check_method(method, getattr(ctx.apply_fn, "__self__", None))  # a bound Module.apply
   selection.check_options(scope, normalization)
   if method == "synflow":
     ctx = resolve_synflow(ctx, params, batch_stats)  # checked; the float32 rescaling plan
