@@ -16,6 +16,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from lotto import data as data_lib
 from lotto import pruning
@@ -38,10 +39,17 @@ MASK_FILE = masks_lib.MASK_FILE
 
 
 def scoring_batch(exp: Experiment, per_class: int) -> tuple[jax.Array, jax.Array]:
-  """A class-balanced, preprocessed batch from the training set."""
-  x, y = data_lib.balanced_sample(purpose_key(exp.seed, "prune_batch"),
-                                  exp.dataset.train_examples(), exp.dataset.num_classes,
-                                  per_class)
+  """A class-balanced, preprocessed batch from the training set.
+
+  Labels per position (a language model's next-token windows, [n, context]) have no class
+  to balance: then `per_class` windows drawn at random (each holds `context` labels).
+  """
+  key, examples = purpose_key(exp.seed, "prune_batch"), exp.dataset.train_examples()
+  if len(examples.label_shape):
+    rows = np.asarray(jax.random.permutation(key, len(examples)))[:per_class]
+    x, y = examples.read(np.sort(rows).astype(np.int64))
+  else:
+    x, y = data_lib.balanced_sample(key, examples, exp.dataset.num_classes, per_class)
   inputs = data_lib.InputSpec.of(exp.dataset)
   return inputs(jnp.asarray(x), None), jnp.asarray(y)
 
