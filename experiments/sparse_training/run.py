@@ -16,6 +16,7 @@ import argparse
 import collections
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -29,6 +30,8 @@ STUDIES = {
     "oneshot_vs_iterative": [f"{m},{v}" for m in MODELS for v in ("dense", "iterative",
                                                                     "oneshot")],
     "dst_lenet300": ["dense", "static", "set", "rigl", "gmp", "imp"],
+    # The ViT row of dst_lenet300 (its runs sit beside LeNet's): --study dst_vit.
+    "dst_vit": ["vit_static", "vit_rigl", "vit_dense"],
     "dsd": [f"{m},{v}" for m in MODELS for v in ("dense", "dsd")],
     "radixnet": ["lenet300_5k,dense"] + [
         f"lenet300_5k,{v}{c}" for v in ("radix_10_10", "radix_5_20", "radix_4_25", "radix_2_50",
@@ -42,11 +45,15 @@ STUDIES = {
                    for s in ("unstructured", "2:4", "block:4x4")],
 }
 SEEDS = (0, 1, 2)
+VIT_DESCRIPTION = ("7x7 patches (16 and a class token), width 64, 2 blocks, 4 heads; "
+                   "105,098 parameters, 98,304 of them in the pruned attention and MLP kernels")
+# Studies whose config.py, runs and results are another study's folder.
+FOLDER = {"radixnet_wide": "radixnet", "dst_vit": "dst_lenet300"}
 
 
 def run_study(study: str, root: str, seeds: tuple[int, ...] = SEEDS) -> None:
   """Runs every variant (train and IMP runs once per seed) with `lotto.run_job`."""
-  path = os.path.join(HERE, "..", study.replace("_wide", ""), "config.py")
+  path = os.path.join(HERE, "..", FOLDER.get(study, study), "config.py")
   for variant in STUDIES[study]:
     config = lotto.load_config(path, variant)
     workdir = os.path.join(root, _folder(variant))
@@ -65,7 +72,9 @@ def _folder(variant: str) -> str:
 
 
 def _cells(root: str, variant: str, mode: str = "sparse_train") -> list[dict]:
-  return reports.load_results(os.path.join(root, _folder(variant)), mode)
+  """The finished runs of `variant` ([] when it has not run)."""
+  path = os.path.join(root, _folder(variant))
+  return reports.load_results(path, mode) if os.path.isdir(path) else []
 
 
 def _stat(values) -> str:
@@ -115,38 +124,82 @@ def summarize_oneshot(root: str, plt) -> str:
   return _save(fig, plt, "oneshot_vs_iterative", lines)
 
 
+def _committed_dst() -> tuple[dict, dict, list[float], dict]:
+  """dst_lenet300's committed LeNet rows (results.json; their runs were not kept): method ->
+  {density: (mean, std)}, dense (mean, std), the densities, IMP's actual level densities."""
+  with open(os.path.join(HERE, "..", "dst_lenet300", "results.json"), encoding="utf-8") as handle:
+    committed = json.load(handle)
+  table = committed["tables"][0]
+  targets = [float(c.rstrip(" %")) / 100 for c in table["columns"][1:]]
+  methods = {row["method"]: {d: (row[c]["mean"] / 100, row[c]["std"] / 100)
+                             for d, c in zip(targets, table["columns"][1:])}
+             for row in table["rows"]}
+  dense = committed["dense"]["all"]
+  actual = {float(b) / 100: float(a) / 100 for a, b in re.findall(
+      r"([\d.]+) % for ([\d.]+) %", committed["footnotes"][0])}
+  return methods, (dense["mean"] / 100, dense["std"] / 100), targets, actual
+
+
+def _mean_std(values) -> tuple[float, float]:
+  return float(np.mean(values)), float(np.std(values))
+
+
 def summarize_dst(root: str, plt) -> str:
-  dense = [r["final_test_accuracy"] for r in _cells(root, "dense")]
-  methods = {m: _by_density(_cells(root, m)) for m in ("static", "set", "rigl", "gmp")}
-  imp = collections.defaultdict(list)  # target density -> tickets at the nearest level
-  targets = sorted(methods["rigl"], reverse=True)
-  actual = {}
-  for run in reports.load_results(os.path.join(root, "imp"), "imp"):
-    for target in targets:
-      level = min(run["levels"], key=lambda l: abs(np.log(l["density"] / target)))
-      imp[target].append(level["final_test_accuracy"])
-      actual[target] = level["density"]
-  methods["IMP ticket"] = imp
+  """LeNet-300-100's table from its runs, or its committed rows when they are not on disk;
+  then the ViT rows (10 % density and dense) from runs/dst_lenet300/vit_*."""
+  dense_runs = [r["final_test_accuracy"] for r in _cells(root, "dense")]
+  if dense_runs:
+    groups = {m: _by_density(_cells(root, m)) for m in ("static", "set", "rigl", "gmp")}
+    imp = collections.defaultdict(list)  # target density -> tickets at the nearest level
+    targets = sorted(groups["rigl"], reverse=True)
+    actual = {}
+    for run in reports.load_results(os.path.join(root, "imp"), "imp"):
+      for target in targets:
+        level = min(run["levels"], key=lambda l: abs(np.log(l["density"] / target)))
+        imp[target].append(level["final_test_accuracy"])
+        actual[target] = level["density"]
+    groups["IMP ticket"] = imp
+    methods = {m: {d: _mean_std(v) for d, v in g.items() if v} for m, g in groups.items()}
+    dense, n_dense = _mean_std(dense_runs), len(dense_runs)
+  else:
+    methods, dense, targets, actual = _committed_dst()
+    n_dense = 3
+  cell = lambda ms: f"{100 * ms[0]:.2f} +- {100 * ms[1]:.2f}" if ms else "-"  # noqa: E731
   header = " | ".join(f"{100 * d:g} %" for d in targets)
-  lines = [f"dense: {_stat(dense)} (n = {len(dense)})", "", f"| method | {header} |",
+  lines = [f"dense: {cell(dense)} (n = {n_dense})", "", f"| method | {header} |",
            "|---|" + "---|" * len(targets)]
-  for name, groups in methods.items():
-    lines.append(f"| {name} | " + " | ".join(_stat(groups.get(d, [])) for d in targets) + " |")
+  for name, values in methods.items():
+    lines.append(f"| {name} | " + " | ".join(cell(values.get(d)) for d in targets) + " |")
   if actual:
     lines += ["", "IMP ticket columns use the level nearest each density: " + ", ".join(
         f"{100 * actual[d]:.2f} % for {100 * d:g} %" for d in targets)]
   fig, ax = plt.subplots(figsize=(6, 4))
-  for name, groups in methods.items():
-    ds = sorted(groups)
+  for name, values in methods.items():
+    ds = sorted(values)
     xs = [100 * (actual[d] if name == "IMP ticket" else d) for d in ds]  # IMP: its levels
-    ax.errorbar(xs, [100 * np.mean(groups[d]) for d in ds],
-                [100 * np.std(groups[d]) for d in ds], marker="o", capsize=3, label=name)
-  ax.axhline(100 * np.mean(dense), color="gray", ls="--", label="dense")
+    ax.errorbar(xs, [100 * values[d][0] for d in ds], [100 * values[d][1] for d in ds],
+                marker="o", capsize=3, label=name)
+  ax.axhline(100 * dense[0], color="gray", ls="--", label="dense")
+  vit = {v: [r["final_test_accuracy"] for r in _cells(root, f"vit_{v}")]
+         for v in ("dense", "static", "rigl")}
+  if any(vit.values()):
+    lines += ["", f"ViT ({VIT_DESCRIPTION}), final test accuracy (%), mean +- std over "
+              f"seeds:", "", "| ViT | 10 % | 100 % (dense) |", "|---|---|---|"]
+    for name in ("static", "rigl"):
+      lines.append(f"| ViT {name} | {_stat(vit[name])} (n = {len(vit[name])}) | - |")
+    lines.append(f"| ViT dense | - | {_stat(vit['dense'])} (n = {len(vit['dense'])}) |")
+    for offset, (name, marker) in zip((0.97, 1.03), (("static", "s"), ("rigl", "^"))):
+      if vit[name]:  # side by side at 10 %
+        ax.errorbar([10 * offset], [100 * np.mean(vit[name])], [100 * np.std(vit[name])],
+                    marker=marker, ls="none", capsize=3, color="k" if name == "rigl" else
+                    "dimgray", label=f"ViT {name}")
+    if vit["dense"]:
+      ax.axhline(100 * np.mean(vit["dense"]), color="k", ls=":", label="ViT dense")
   ax.set(xscale="log", xlabel="density (%)", ylabel="final test accuracy (%)",
-         title="LeNet-300-100 on mnist_5k")
+         title="LeNet-300-100 and a small ViT on mnist_5k")
   ax.set_xticks([1, 2, 5, 10], ["1", "2", "5", "10"])
   ax.minorticks_off()
-  ax.legend()
+  ax.legend(fontsize=7)
   return _save(fig, plt, "dst_lenet300", lines)
 
 
@@ -278,7 +331,7 @@ def main() -> None:
   parser.add_argument("--summarize-only", action="store_true")
   parser.add_argument("--seeds", default="0,1,2", help="seeds of the train and imp runs")
   args = parser.parse_args()
-  root = os.path.join(args.workdir, args.study.replace("_wide", ""))
+  root = os.path.join(args.workdir, FOLDER.get(args.study, args.study))
   # Cells of one variant differ only in seed (data and init are arguments, not constants
   # of the compiled program): a persistent compilation cache compiles each program once.
   jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir, ".jax_cache"))
@@ -289,6 +342,7 @@ def main() -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   summary = {"oneshot_vs_iterative": summarize_oneshot, "dst_lenet300": summarize_dst,
+             "dst_vit": summarize_dst,
              "dsd": summarize_dsd, "radixnet": summarize_radixnet,
              "radixnet_wide": summarize_radixnet,
              "structured": summarize_structured}[args.study]
