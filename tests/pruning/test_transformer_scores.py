@@ -3,6 +3,8 @@ attention and GELU break the positive homogeneity its conservation law assumes),
 applies: its scores on a tiny GPT equal theta * Hg with Hg by central finite differences of
 the gradient (float64), and its masks keep exactly round(d * n) attention/MLP weights on a
 tiny GPT and ViT, leaving embeddings, LayerNorms and the head unmasked."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +26,7 @@ CLASSES = {"gpt": 13, "vit": 10}
 NOT_SYNFLOW = "grasp, grasp_abs, magnitude, obd, random, snip"
 
 
+@functools.lru_cache(maxsize=None)  # built once per model for the tests below
 def _network(name):
   model = create_model(name, CLASSES[name], **TINY[name])
   params, _ = init_variables(model, jax.random.PRNGKey(0), INPUT_SHAPE[name])
@@ -85,7 +88,8 @@ def test_grasp_on_a_gpt_is_theta_times_a_finite_difference_hessian_gradient():
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
     ctx = ScoringContext(model.apply, INPUT_SHAPE["gpt"], temperature=temperature,
                          prunable=prunable)
-    got = SCORES.get("grasp")(ctx, params, masks_lib.ones_like(params), {}, (x, y), None)
+    got = jax.jit(lambda p: SCORES.get("grasp")(ctx, p, masks_lib.ones_like(p), {}, (x, y),
+                                                None))(params)
 
     # Independently: the gradient over the weights only (other leaves fixed), then Hg as
     # the central difference of that gradient along g.
@@ -93,6 +97,7 @@ def test_grasp_on_a_gpt_is_theta_times_a_finite_difference_hessian_gradient():
       logits = model.apply({"params": p}, x)
       return optax.softmax_cross_entropy_with_integer_labels(logits / temperature, y).mean()
 
+    @jax.jit
     def weight_grad(p):
       return jax.tree.map(lambda g, f: g if f else jnp.zeros_like(g), jax.grad(loss)(p),
                           prunable)
@@ -117,7 +122,8 @@ def test_grasp_masks_keep_exactly_the_top_scores_of_attention_and_mlp_kernels(na
   ctx = ScoringContext(model.apply, INPUT_SHAPE[name], prunable=prunable)
   masks = pruning.prune("grasp", ctx, params, masks_lib.ones_like(params), prunable, 0.3,
                         jax.random.PRNGKey(0), batch=batch)
-  scores = SCORES.get("grasp")(ctx, params, masks_lib.ones_like(params), {}, batch, None)
+  scores = jax.jit(lambda p: SCORES.get("grasp")(ctx, p, masks_lib.ones_like(p), {}, batch,
+                                                  None))(params)
   names = masks_lib.leaf_names(params)
   chosen = [i for i, f in enumerate(jax.tree.leaves(prunable)) if f]
   # 1 block: query, key, value, out 8x8 each, fc_in 8x32, fc_out 32x8 = 768 weights.
