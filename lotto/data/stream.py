@@ -32,7 +32,7 @@ import numpy as np
 from lotto.core.errors import ConfigError, DataError
 from lotto.data.batching import batch_indices
 from lotto.data.cropped_images import host_augmented
-from lotto.data.examples import Examples, example_bytes
+from lotto.data.examples import Examples
 
 PIPELINES = ("auto", "resident", "stream")
 # The training set may take this much device memory before `auto` streams it: a fraction
